@@ -1,0 +1,1 @@
+"""Built-in sedkit plugins, installed as ``sedkit_plugins`` and registered through entry points."""
