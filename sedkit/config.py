@@ -64,7 +64,9 @@ def check(tp: Any, value: Any, key: str) -> tuple[Any, list[str]]:
     if origin is Literal:
         if value in args and not (isinstance(value, bool) and True not in args):
             return value, []
-        return None, [f"{key}: {_describe(value)} is not one of {_type_name(tp)}{suggest(value, args)}"]
+        return None, [
+            f"{key}: {_describe(value)} is not one of {_type_name(tp)}{suggest(value, args)}"
+        ]
     if tp is type(None):
         return (None, []) if value is None else (None, [f"{key}: expected null"])
     if origin in (list, tuple) or tp in (list, tuple):
@@ -158,7 +160,9 @@ def check_dataclass(schema: type, value: Any, key: str) -> tuple[Any, list[str]]
             continue
         if f.name not in value:
             if f.default is MISSING and f.default_factory is MISSING:
-                problems.append(f"{_join(key, f.name)}: missing value ({_type_name(types_[f.name])})")
+                problems.append(
+                    f"{_join(key, f.name)}: missing value ({_type_name(types_[f.name])})"
+                )
             continue
         kwargs[f.name], field_problems = check(types_[f.name], value[f.name], _join(key, f.name))
         problems += field_problems

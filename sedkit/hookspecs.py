@@ -81,7 +81,8 @@ def sedkit_register_domain_adapters(register: Register) -> None:
 def sedkit_register_callbacks(register: Register) -> None:
     """Register callbacks: subclasses of :class:`sedkit.components.Callback`.
 
-    Called once at start-up. A recipe lists any number under ``callbacks: [{name: ..., params: ...}]``.
+    Called once at start-up. A recipe lists any number under
+    ``callbacks: [{name: ..., params: ...}]``.
     """
 
 

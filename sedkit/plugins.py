@@ -106,7 +106,9 @@ class Plugins:
         target, distribution, version and error, and skipped.
         """
         self = cls()
-        builtins_only = _env_flag("SEDKIT_BUILTINS_ONLY") if builtins_only is None else builtins_only
+        builtins_only = (
+            _env_flag("SEDKIT_BUILTINS_ONLY") if builtins_only is None else builtins_only
+        )
         disabled = _env_list("SEDKIT_DISABLE_PLUGINS") if disabled is None else disabled
         seen: set[tuple[str, str]] = set()
         for ep in sorted(metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):

@@ -170,7 +170,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise UserError(f"{path}: a recipe must be a mapping of sections, got {type(data).__name__}")
+        raise UserError(
+            f"{path}: a recipe must be a mapping of sections, got {type(data).__name__}"
+        )
     return data
 
 
@@ -233,9 +235,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> tuple[dict[st
             if child is None:
                 child = node[part] = {}
             if not isinstance(child, dict):
-                raise UserError(
-                    f"override {text!r}: {'.'.join(parts[: i + 1])} is not a section"
-                )
+                raise UserError(f"override {text!r}: {'.'.join(parts[: i + 1])} is not a section")
             node = child
         node[parts[-1]] = value
         keys.add(".".join(parts))

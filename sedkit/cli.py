@@ -1,0 +1,269 @@
+"""The ``sedkit`` command line.
+
+Built-in commands: ``run``, ``validate``, ``plugins``, ``score``, ``synth``, ``predict``.
+Plugins add more through ``sedkit_register_commands``. User mistakes print one message
+(``sedkit: error: ...``) and exit with code 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from sedkit import __version__
+from sedkit.components import Command
+from sedkit.errors import UserError
+from sedkit.plugins import Plugins, get_plugins
+
+log = logging.getLogger("sedkit")
+
+
+def setup_logging(verbose: bool = False) -> None:
+    logger = logging.getLogger("sedkit")
+    if not any(getattr(h, "_sedkit_console", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("[sedkit %(asctime)s] %(message)s", "%H:%M:%S"))
+        handler._sedkit_console = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+    logger.propagate = False
+
+
+# ---------------------------------------------------------------------------------- run
+class RunCommand(Command):
+    help = "train and evaluate a recipe (or resume a run)"
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("recipe", nargs="?", help="recipe YAML file")
+        parser.add_argument(
+            "overrides",
+            nargs="*",
+            metavar="KEY=VALUE",
+            help="override recipe keys, e.g. trainer.max_epochs=3",
+        )
+        parser.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
+        parser.add_argument("--run-dir", metavar="DIR", help="explicit new run directory")
+
+    @classmethod
+    def run(cls, args: argparse.Namespace) -> int:
+        from sedkit.run import resume_run, start_run
+
+        if args.resume:
+            if args.recipe or args.overrides:
+                raise UserError("--resume takes no recipe or overrides: the run's recipe is used")
+            result = resume_run(Path(args.resume), plugins=get_plugins())
+        else:
+            if not args.recipe:
+                raise UserError("run: give a recipe file (or --resume RUN_DIR)")
+            result = start_run(
+                args.recipe, args.overrides, plugins=get_plugins(), run_dir=args.run_dir
+            )
+        return result
+
+
+class ValidateCommand(Command):
+    help = "check a recipe completely without running it"
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("recipe")
+        parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+
+    @classmethod
+    def run(cls, args: argparse.Namespace) -> int:
+        from sedkit.recipe import load_recipe
+
+        loaded = load_recipe(args.recipe, args.overrides, plugins=get_plugins())
+        parts = ", ".join(
+            f"{key}={loaded.resolved()[key]['name']}"
+            if not key.startswith("callbacks[")
+            else f"{key}={cls_.__name__}"
+            for key, cls_ in loaded.classes.items()
+        )
+        print(f"{args.recipe}: OK ({parts})")
+        return 0
+
+
+class PluginsCommand(Command):
+    help = "list installed plugins, their versions and what they register"
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+    @classmethod
+    def run(cls, args: argparse.Namespace) -> int:
+        plugins = get_plugins()
+        if args.json:
+            print(json.dumps(plugins.as_dict(), indent=2))
+            return 0
+        print(f"sedkit {__version__}")
+        for p in plugins.plugins:
+            print(f"{p.name}  [{p.status}]  {p.distribution} {p.version}  ({p.target})")
+            for kind, names in sorted(p.components.items()):
+                print(f"    {kind}: {', '.join(names)}")
+            if p.error:
+                print(f"    error: {p.error}")
+        return 0
+
+
+class SynthCommand(Command):
+    help = "build an embedded benchmark dataset (e.g. `sedkit synth desed OUT_DIR`)"
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("dataset", help="a registered dataset that can synthesize itself")
+        parser.add_argument("out_dir")
+        parser.add_argument("--preset", default="default")
+        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--force", action="store_true", help="write into a non-empty OUT_DIR")
+
+    @classmethod
+    def run(cls, args: argparse.Namespace) -> int:
+        plugins = get_plugins()
+        data_cls = plugins.component("data", args.dataset, key="synth")
+        synthesizable = [
+            n for n in plugins.names("data") if plugins.component("data", n).synthesize is not None
+        ]
+        if data_cls.synthesize is None:
+            raise UserError(
+                f"synth: dataset {args.dataset!r} cannot synthesize itself "
+                f"(these can: {', '.join(synthesizable) or 'none'})"
+            )
+        out = Path(args.out_dir)
+        if out.exists() and any(out.iterdir()) and not args.force:
+            raise UserError(f"{out}: exists and is not empty (use --force to write into it)")
+        started = time.time()
+        card = data_cls.synthesize(out, preset=args.preset, seed=args.seed, log=log)
+        log.info(
+            "synthesized %s (%s, seed %d) in %.1f s: %s",
+            args.dataset,
+            args.preset,
+            args.seed,
+            time.time() - started,
+            card,
+        )
+        return 0
+
+
+class ScoreCommandProxy(Command):
+    """``sedkit score``: defined in :mod:`sedkit.scoring.cli`."""
+
+    help = "score detections against a reference (event/segment F1, PSDS)"
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        from sedkit.scoring import ScoreCommand
+
+        ScoreCommand.add_arguments(parser)
+
+    @classmethod
+    def run(cls, args: argparse.Namespace) -> int:
+        from sedkit.scoring import ScoreCommand
+
+        return ScoreCommand.run(args)
+
+
+class PredictCommand(Command):
+    help = "detect events in audio files or folders with a trained run"
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("run_dir")
+        parser.add_argument("audio", nargs="+", help="audio files or folders")
+        parser.add_argument("-o", "--output", default="-", help="output TSV (default stdout)")
+        parser.add_argument("--threshold", type=float, help="decision threshold")
+        parser.add_argument("--median-filter", type=float, metavar="SECONDS")
+        parser.add_argument("--checkpoint", default="best", choices=["best", "last"])
+        parser.add_argument("--batch-size", type=int, default=16)
+        parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+        parser.add_argument("--overwrite", action="store_true")
+
+    @classmethod
+    def run(cls, args: argparse.Namespace) -> int:
+        from sedkit.predict import predict_command
+
+        return predict_command(args, plugins=get_plugins())
+
+
+BUILTIN_COMMANDS: dict[str, type[Command]] = {
+    "run": RunCommand,
+    "validate": ValidateCommand,
+    "plugins": PluginsCommand,
+    "score": ScoreCommandProxy,
+    "synth": SynthCommand,
+    "predict": PredictCommand,
+}
+
+
+def all_commands(plugins: Plugins) -> dict[str, type[Command]]:
+    commands = dict(BUILTIN_COMMANDS)
+    for name, entry in plugins.registries["command"].entries.items():
+        if name in commands:
+            raise UserError(
+                f"command {name!r} from {entry.source} clashes with the built-in "
+                f"command of distribution sedkit {__version__}"
+            )
+        commands[name] = entry.cls
+    return commands
+
+
+def build_parser(commands: dict[str, type[Command]]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sedkit", description="Sound event detection toolkit.")
+    parser.add_argument("--version", action="version", version=f"sedkit {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, command in commands.items():
+        p = sub.add_parser(name, help=command.help, description=command.help)
+        command.add_arguments(p)
+        p.set_defaults(_command=command)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``sedkit`` console script; returns the exit code."""
+    setup_logging("-v" in (argv if argv is not None else sys.argv[1:]))
+    try:
+        commands = all_commands(get_plugins())
+        args = build_parser(commands).parse_args(argv)
+        return int(args._command.run(args) or 0)
+    except UserError as exc:
+        print(f"sedkit: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("sedkit: interrupted", file=sys.stderr)
+        return 130
+
+
+def terminal_width() -> int:
+    return shutil.get_terminal_size((100, 20)).columns
+
+
+def format_metrics(metrics: dict[str, Any]) -> str:
+    """The headline validation metrics as an aligned table."""
+    val = metrics.get("validation", {})
+    keys = [
+        "event_f1_macro",
+        "event_f1_micro",
+        "segment_f1_macro",
+        "segment_f1_micro",
+        "psds1",
+        "psds2",
+        "accuracy",
+        "accuracy_macro",
+        "log_loss",
+    ]
+    rows = [(k, val[k]) for k in keys if isinstance(val.get(k), int | float)]
+    width = max((len(k) for k, _ in rows), default=0)
+    return "\n".join(f"  {k:<{width}}  {v:.4f}" for k, v in rows)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

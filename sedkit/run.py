@@ -1,0 +1,100 @@
+"""Starting and resuming runs: the run directory, its records, and the trainer."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from sedkit.cli import format_metrics
+from sedkit.errors import UserError
+from sedkit.plugins import Plugins
+from sedkit.recipe import LoadedRecipe, load_recipe
+from sedkit.rundir import (
+    attach_log_file,
+    create_run_dir,
+    environment,
+    read_json,
+    write_json,
+    write_yaml,
+)
+from sedkit.trainer import NonFiniteLossError, Trainer
+
+log = logging.getLogger("sedkit")
+
+
+def start_run(
+    recipe_path: str | Path,
+    overrides: list[str] | None,
+    *,
+    plugins: Plugins,
+    run_dir: str | None = None,
+) -> int:
+    """Validate the recipe, create a new run directory and train. Returns the exit code."""
+    loaded = load_recipe(recipe_path, overrides, plugins=plugins)
+    explicit = run_dir or loaded.recipe.run.dir
+    path = create_run_dir(Path(loaded.recipe.run.root), loaded.name, explicit)
+    write_yaml(path / "recipe.yaml", loaded.resolved())
+    shutil.copyfile(loaded.path, path / "recipe_source.yaml")
+    write_json(
+        path / "run.json",
+        {
+            "status": "running",
+            "recipe": str(loaded.path),
+            "overrides": list(overrides or []),
+            "command": sys.argv,
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "resumed": [],
+        },
+    )
+    return _train(loaded, plugins, path, resume=False)
+
+
+def resume_run(run_dir: Path, *, plugins: Plugins) -> int:
+    """Continue an interrupted run from its last checkpoint."""
+    if not (run_dir / "recipe.yaml").is_file():
+        raise UserError(f"{run_dir}: not a sedkit run directory (no recipe.yaml)")
+    if not (run_dir / "checkpoints" / "last.pt").is_file():
+        raise UserError(
+            f"{run_dir}: no checkpoint to resume from (checkpoints/last.pt); start the run again"
+        )
+    record = read_json(run_dir / "run.json")
+    if record.get("status") == "completed":
+        raise UserError(f"{run_dir}: this run already completed; nothing to resume")
+    loaded = load_recipe(run_dir / "recipe.yaml", plugins=plugins)
+    record.setdefault("resumed", []).append(time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+    record["status"] = "running"
+    write_json(run_dir / "run.json", record)
+    return _train(loaded, plugins, run_dir, resume=True)
+
+
+def _train(loaded: LoadedRecipe, plugins: Plugins, run_dir: Path, *, resume: bool) -> int:
+    handler = attach_log_file(run_dir / "train.log")
+    status, metrics, code = "failed", {}, 1
+    try:
+        log.info("run directory: %s", run_dir)
+        trainer = Trainer(loaded, plugins, run_dir)
+        write_json(run_dir / "environment.json", environment(str(trainer.device)))
+        write_json(run_dir / "plugins.json", plugins.as_dict())
+        trainer.setup(resume=resume)
+        plugins.run_start(run_dir=run_dir, recipe=loaded.resolved(), device=str(trainer.device))
+        metrics = trainer.fit()
+        status, code = metrics["status"], 0
+        print(f"run finished ({status}): {run_dir}")
+        print(format_metrics(metrics))
+    except NonFiniteLossError as exc:
+        log.error("%s", exc)
+        print(f"sedkit: error: {exc}", file=sys.stderr)
+    finally:
+        record = read_json(run_dir / "run.json")
+        record["status"] = status
+        record["ended"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        write_json(run_dir / "run.json", record)
+        try:
+            plugins.run_end(run_dir=run_dir, metrics=metrics, status=status)
+        finally:
+            logging.getLogger("sedkit").removeHandler(handler)
+            handler.close()
+    return code

@@ -1,0 +1,511 @@
+"""The training loop: composes data, model, pseudo-labeler, domain adapter and callbacks.
+
+One epoch: the pseudo-labeler may refresh its labels; each batch goes to the device, becomes
+features, is augmented, runs through the model; the loss is the sum of named terms from the
+model's supervised loss, the pseudo-labeler and the domain adapter; backward, clip, step.
+Validation runs every ``validate_every`` epochs; ``last`` is checkpointed after every epoch and
+``best`` when the monitored metric improves. A resumed run reloads ``last`` and continues with
+the same batches and random numbers, so it ends where an uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from sedkit import components as C
+from sedkit.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from sedkit.data.features import FeatureExtractor
+from sedkit.data.labels import LabelEncoder
+from sedkit.errors import UserError
+from sedkit.evaluation import evaluate_classification, evaluate_sed
+from sedkit.plugins import Plugins
+from sedkit.recipe import LoadedRecipe, OptimizerParams, SchedulerParams
+from sedkit.rundir import MetricsLog, write_json
+
+log = logging.getLogger("sedkit")
+
+CHECKPOINT_FORMAT = 1
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss term became NaN or infinite; the last good checkpoint is kept."""
+
+
+def select_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("trainer.device: 'cuda' requested but no CUDA device is available")
+    return torch.device(name)
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+
+
+def build_optimizer(p: OptimizerParams, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+    if p.name == "adam":
+        return torch.optim.Adam(params, lr=p.lr, betas=p.betas, weight_decay=p.weight_decay)
+    if p.name == "adamw":
+        return torch.optim.AdamW(params, lr=p.lr, betas=p.betas, weight_decay=p.weight_decay)
+    return torch.optim.SGD(params, lr=p.lr, momentum=p.momentum, weight_decay=p.weight_decay)
+
+
+def lr_factor(p: SchedulerParams, t: int, total: int) -> float:
+    """Multiplier of the initial learning rate at step/epoch ``t`` (lecture-notes formulas)."""
+    warm = min(1.0, (t + 1) / p.warmup_steps) if p.warmup_steps > 0 else 1.0
+    if p.name == "power":
+        f = (1.0 + t / p.s) ** (-p.c)
+    elif p.name == "exponential":
+        f = 0.1 ** (t / p.s)
+    elif p.name == "cosine":
+        f = 0.5 * (1.0 + math.cos(math.pi * min(t, total) / max(total, 1)))
+    else:
+        f = 1.0
+    return warm * f
+
+
+class _Predictor(C.Predictor):
+    """Inference for components: eval mode, no gradients, features and autocast as training."""
+
+    def __init__(self, trainer: Trainer):
+        self.trainer = trainer
+
+    def predict(self, loader: Iterable[C.Batch]) -> Iterator[tuple[C.Batch, C.ModelOutput]]:
+        t = self.trainer
+        modes = {m: m.training for m in t.modules.modules()}
+        t.modules.eval()
+        try:
+            with torch.no_grad():
+                for batch in loader:
+                    batch = batch.to(t.device, non_blocking=True)
+                    with t.autocast():
+                        out = t.model(t.extractor.extract(batch))
+                    yield batch, out
+        finally:
+            for module, mode in modes.items():
+                module.train(mode)
+
+
+class Trainer:
+    """Builds the experiment from a validated recipe and trains it in ``run_dir``."""
+
+    def __init__(self, loaded: LoadedRecipe, plugins: Plugins, run_dir: Path):
+        self.loaded, self.plugins, self.run_dir = loaded, plugins, Path(run_dir)
+        r = self.recipe = loaded.recipe
+        self.tp = r.trainer
+        self.device = select_device(self.tp.device)
+        seed_everything(r.seed, self.tp.deterministic)
+        ctx = dict(
+            task=r.task,
+            recipe_path=loaded.path,
+            sample_rate=r.features.sample_rate,
+            seed=r.seed,
+            log=log,
+        )
+
+        self.data: C.DataModule = loaded.classes["data"](
+            loaded.params["data"], C.BuildContext(**ctx)
+        )
+        self.classes = list(self.data.classes)
+        self.extractor = FeatureExtractor(r.features).to(self.device)
+        n_frames = self.extractor.n_frames(
+            round(self.data.clip_duration_s * r.features.sample_rate)
+        )
+        self.model: C.Model = loaded.classes["model"](
+            loaded.params["model"],
+            C.ModelContext(
+                **ctx, n_classes=len(self.classes), n_mels=r.features.n_mels, n_frames=n_frames
+            ),
+        )
+        self.encoder = None
+        if r.task == "sed":
+            out_frames = self.model.output_frames(n_frames)
+            hop_s = self.extractor.hop_s * n_frames / out_frames
+            pooling = getattr(self.model, "frames_per_output", None)
+            if pooling is not None:
+                hop_s = self.extractor.hop_s * pooling
+            self.encoder = LabelEncoder(self.classes, frame_hop_s=hop_s, n_frames=out_frames)
+        head_ctx = C.HeadContext(
+            **ctx,
+            n_classes=len(self.classes),
+            feature_dim=getattr(self.model, "feature_dim", 0),
+            model=self.model,
+            classes=self.classes,
+        )
+        parts = {"model": self.model}
+        self.labeler: C.PseudoLabeler | None = None
+        self.adapter: C.DomainAdapter | None = None
+        if "pseudo_labeler" in loaded.classes:
+            self.labeler = loaded.classes["pseudo_labeler"](
+                loaded.params["pseudo_labeler"], head_ctx
+            )
+            parts["pseudo_labeler"] = self.labeler
+        if "domain_adapter" in loaded.classes:
+            self.adapter = loaded.classes["domain_adapter"](
+                loaded.params["domain_adapter"], head_ctx
+            )
+            parts["domain_adapter"] = self.adapter
+        self.modules = nn.ModuleDict(parts).to(self.device)
+        self.callbacks: list[C.Callback] = [
+            loaded.classes[key](loaded.params[key], C.BuildContext(**ctx))
+            for key in sorted(k for k in loaded.classes if k.startswith("callbacks["))
+        ]
+
+        self.optimizer = build_optimizer(
+            self.tp.optimizer, [p for p in self.modules.parameters() if p.requires_grad]
+        )
+        sp = self.tp.scheduler
+        self.total_schedule_steps = 1  # set in setup(), once the epoch length is known
+        self.plateau = None
+        if sp.name == "plateau":
+            self.plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                self.optimizer,
+                mode=self.tp.monitor_mode,
+                factor=sp.factor,
+                patience=sp.patience,
+                min_lr=sp.min_lr,
+            )
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda t: lr_factor(sp, t, self.total_schedule_steps)
+        )
+        use_fp16 = self.device.type == "cuda" and self.tp.amp == "fp16"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=use_fp16)
+        self.predictor = _Predictor(self)
+
+        self.epoch = 0
+        self.global_step = 0
+        self.best_value: float | None = None
+        self.best_epoch = 0
+        self.should_stop = False
+        self.stop_reason = ""
+        self.steps_per_epoch = 0
+        self.total_schedule_steps = 1
+        self.metrics_log = MetricsLog(self.run_dir / "metrics.jsonl")
+
+    # ------------------------------------------------------------------ helpers
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.device.type != "cuda" or self.tp.amp == "none":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.tp.amp == "bf16" else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.run_dir / "checkpoints"
+
+    def setup(self, resume: bool) -> None:
+        """Prepare data (and normalisation statistics), or reload the last checkpoint."""
+        self.data.setup(self.run_dir, self.encoder, self.extractor)
+        steps = self._epoch_length()
+        self.steps_per_epoch = steps
+        sp = self.tp.scheduler
+        self.total_schedule_steps = (
+            steps * self.tp.max_epochs if sp.interval == "step" else self.tp.max_epochs
+        )
+        if resume:
+            self.load_state(load_checkpoint(self.checkpoint_dir / "last.pt"))
+            self.metrics_log = MetricsLog(self.run_dir / "metrics.jsonl", self.epoch)
+            log.info("resumed from epoch %d (step %d)", self.epoch, self.global_step)
+        elif self.recipe.features.normalization == "band_standardize":
+            self.extractor.fit_statistics(self._training_spectrograms(max_batches=32))
+
+    def _epoch_length(self) -> int:
+        loader = self.data.train_loader(1)
+        n = len(loader) if hasattr(loader, "__len__") else None
+        cap = self.tp.max_steps_per_epoch
+        if n is None and cap is None:
+            raise UserError("trainer.max_steps_per_epoch: needed when the data has no length")
+        return min(n, cap) if (n is not None and cap is not None) else (n or cap)  # type: ignore
+
+    def _training_spectrograms(self, max_batches: int) -> Iterator[torch.Tensor]:
+        for i, batch in enumerate(self.data.train_loader(0)):
+            if i >= max_batches:
+                break
+            if batch.features is not None:
+                yield batch.features.to(self.device)
+            else:
+                yield self.extractor.spectrogram(batch.audio.to(self.device))
+
+    # ------------------------------------------------------------------ training
+    def fit(self) -> dict[str, Any]:
+        """Train until ``max_epochs`` or a callback stops; then the final evaluation."""
+        started = time.time()
+        for cb in self.callbacks:
+            cb.on_fit_start(self)
+        status = "completed"
+        while self.epoch < self.tp.max_epochs and not self.should_stop:
+            epoch = self.epoch + 1
+            metrics = self.train_epoch(epoch)
+            if epoch % self.tp.validate_every == 0 or epoch == self.tp.max_epochs:
+                metrics.update(self.validate())
+            self.epoch = epoch
+            if self.plateau is not None and self.tp.monitor in metrics:
+                self.plateau.step(metrics[self.tp.monitor])
+            if self.tp.scheduler.interval == "epoch":
+                self.scheduler.step()
+            for cb in self.callbacks:
+                cb.on_epoch_end(self, epoch, metrics)
+            improved = self._update_best(metrics)
+            metrics["best_epoch"] = self.best_epoch
+            self.metrics_log.append({"epoch": epoch, **metrics})
+            self.save("last")
+            if improved:
+                self.save("best")
+            self.plugins.epoch_end(run_dir=self.run_dir, epoch=epoch, metrics=metrics)
+            log.info("epoch %d: %s", epoch, _summary(metrics, self.tp.monitor))
+        if self.should_stop:
+            status = "stopped"
+            log.info("stopped after epoch %d: %s", self.epoch, self.stop_reason)
+        for cb in self.callbacks:
+            cb.on_fit_end(self)
+        final = self.finish()
+        final.update(status=status, epochs=self.epoch, train_time_s=time.time() - started)
+        write_json(self.run_dir / "metrics.json", final)
+        return final
+
+    def train_epoch(self, epoch: int) -> dict[str, Any]:
+        # Seeding per epoch makes a resumed run draw the same random numbers as an
+        # uninterrupted one, whatever happened before the checkpoint.
+        torch.manual_seed(self.recipe.seed * 100_003 + epoch)
+        stage = self.labeler.stage(epoch) if self.labeler else "train"
+        metrics: dict[str, Any] = {"stage": stage}
+        if self.labeler:
+            metrics.update(self.labeler.on_epoch_start(epoch, self.predictor, self.data))
+        for cb in self.callbacks:
+            cb.on_epoch_start(self, epoch)
+        self.modules.train()
+        sums: dict[str, torch.Tensor] = {}
+        n_steps, n_clips = 0, 0
+        progress = Progress(epoch, self.tp.max_epochs, self.steps_per_epoch, self.tp)
+        for batch in self.data.train_loader(epoch):
+            if n_steps >= self.steps_per_epoch:
+                break
+            losses = self.train_step(batch, epoch, stage)
+            for k, v in losses.items():
+                sums[k] = sums.get(k, 0.0) + v
+            n_steps += 1
+            n_clips += len(batch)
+            progress.update(n_clips, losses)
+        progress.close()
+        metrics["lr"] = self.lr()
+        for k, v in sums.items():
+            metrics[f"train_{k}"] = float(v) / max(n_steps, 1)
+        metrics["train_clips_per_s"] = progress.clips_per_s(n_clips)
+        for part in (self.labeler, self.adapter):
+            if part is not None:
+                metrics.update(part.epoch_metrics())
+        return metrics
+
+    def train_step(self, batch: C.Batch, epoch: int, stage: str) -> dict[str, torch.Tensor]:
+        batch = batch.to(self.device, non_blocking=True)
+        with torch.no_grad():
+            x = self.extractor.extract(batch)
+        x, batch = self.data.augment_features(x, batch)
+        progress = self.global_step / max(self.steps_per_epoch * self.tp.max_epochs, 1)
+        with self.autocast():
+            out = self.model(x)
+            step = C.Step(self.model, x, out, batch, epoch, self.global_step, progress, stage)
+            losses = dict(self.model.supervised_loss(out, batch))
+            for part in (self.labeler, self.adapter):
+                if part is not None:
+                    terms = part.loss(step)
+                    clash = set(terms) & set(losses)
+                    if clash:
+                        raise RuntimeError(f"loss terms named twice: {sorted(clash)}")
+                    losses.update(terms)
+        total = sum(losses.values())
+        if not torch.isfinite(total):
+            bad = [k for k, v in losses.items() if not torch.isfinite(v)]
+            raise NonFiniteLossError(
+                f"non-finite loss at epoch {epoch}, step {self.global_step + 1}: "
+                f"term(s) {', '.join(bad)}; training stopped, the last good checkpoint "
+                f"({self.checkpoint_dir / 'last.pt'}, epoch {self.epoch}) is kept"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(total).backward()
+        if self.tp.grad_clip_norm is not None or self.tp.grad_clip_value is not None:
+            self.scaler.unscale_(self.optimizer)
+            params = [p for g in self.optimizer.param_groups for p in g["params"]]
+            if self.tp.grad_clip_value is not None:
+                torch.nn.utils.clip_grad_value_(params, self.tp.grad_clip_value)
+            if self.tp.grad_clip_norm is not None:
+                torch.nn.utils.clip_grad_norm_(params, self.tp.grad_clip_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self.tp.scheduler.interval == "step":
+            self.scheduler.step()
+        self.global_step += 1
+        if self.labeler is not None:
+            self.labeler.after_optimizer_step(step)
+        for cb in self.callbacks:
+            cb.after_optimizer_step(self)
+        losses["loss"] = total
+        return {k: v.detach() for k, v in losses.items()}
+
+    # ------------------------------------------------------------------ evaluation
+    def validate(self, *, with_psds: bool | None = None, out_dir: Path | None = None) -> dict:
+        if self.recipe.task == "classification":
+            return evaluate_classification(self.predictor, self.data.val_loader(), self.classes)
+        reference = self.data.reference()
+        if with_psds is None:
+            with_psds = self.recipe.decoding.psds_every_validation
+        return evaluate_sed(
+            self.predictor,
+            self.data.val_loader(),
+            self.encoder,
+            self.recipe.decoding,
+            reference,
+            with_psds=with_psds,
+            out_dir=out_dir,
+        )
+
+    def _update_best(self, metrics: dict[str, Any]) -> bool:
+        value = metrics.get(self.tp.monitor)
+        if value is None:
+            return False
+        better = (
+            self.best_value is None
+            or (self.tp.monitor_mode == "max" and value > self.best_value)
+            or (self.tp.monitor_mode == "min" and value < self.best_value)
+        )
+        if better:
+            self.best_value, self.best_epoch = float(value), self.epoch
+        return better
+
+    def load_best_weights(self) -> bool:
+        """Put the best checkpoint's weights into the modules (early stopping, final eval)."""
+        path = self.checkpoint_dir / "best.pt"
+        if not path.exists():
+            return False
+        state = load_checkpoint(path, map_location=self.device)
+        self.modules.load_state_dict(state["modules"])
+        self.extractor.load_state_dict(state["extractor"])
+        return True
+
+    def finish(self) -> dict[str, Any]:
+        """Final evaluation with the best weights: all metrics (PSDS included), detections."""
+        if self.load_best_weights():
+            log.info("final evaluation with the best checkpoint (epoch %d)", self.best_epoch)
+        metrics = self.validate(with_psds=True, out_dir=self.run_dir / "predictions")
+        return {
+            "best_epoch": self.best_epoch,
+            "monitor": self.tp.monitor,
+            "best_value": self.best_value,
+            "validation": metrics,
+        }
+
+    # ------------------------------------------------------------------ checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "epoch": self.epoch,
+            "global_step": self.global_step,
+            "best_value": self.best_value,
+            "best_epoch": self.best_epoch,
+            "modules": self.modules.state_dict(),
+            "extractor": self.extractor.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "plateau": self.plateau.state_dict() if self.plateau else {},
+            "scaler": self.scaler.state_dict(),
+            "callbacks": [cb.state_dict() for cb in self.callbacks],
+            "data": self.data.state_dict(),
+            "classes": self.classes,
+            "rng": rng_state(),
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise UserError(f"checkpoint format {state.get('format')} is not supported")
+        self.modules.load_state_dict(state["modules"])
+        self.extractor.load_state_dict(state["extractor"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.plateau is not None:
+            self.plateau.load_state_dict(state["plateau"])
+        self.scaler.load_state_dict(state["scaler"])
+        for cb, cb_state in zip(self.callbacks, state["callbacks"], strict=True):
+            cb.load_state_dict(cb_state)
+        self.data.load_state_dict(state["data"])
+        self.epoch, self.global_step = state["epoch"], state["global_step"]
+        self.best_value, self.best_epoch = state["best_value"], state["best_epoch"]
+        set_rng_state(state["rng"])
+
+    def save(self, kind: str) -> Path:
+        path = self.checkpoint_dir / f"{kind}.pt"
+        save_checkpoint(path, self.state_dict())
+        self.plugins.checkpoint_saved(run_dir=self.run_dir, path=path, kind=kind, epoch=self.epoch)
+        return path
+
+
+def _summary(metrics: dict[str, Any], monitor: str) -> str:
+    keys = ["train_loss", monitor, "event_f1_macro", "segment_f1_macro", "accuracy", "lr"]
+    shown = dict.fromkeys(k for k in keys if k in metrics)
+    return " ".join(f"{k}={metrics[k]:.4g}" for k in shown if isinstance(metrics[k], float))
+
+
+class Progress:
+    """A tqdm bar on a terminal; plain periodic log lines otherwise."""
+
+    def __init__(self, epoch: int, max_epochs: int, total: int, tp: Any):
+        self.start = time.time()
+        self.last_line = self.start
+        self.every = tp.log_every_s
+        self.desc = f"epoch {epoch}/{max_epochs}"
+        self.total = total
+        self.steps = 0
+        self.bar = None
+        if tp.progress_bar and sys.stderr.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=self.desc, unit="step", leave=False)
+
+    def clips_per_s(self, n_clips: int) -> float:
+        return n_clips / max(time.time() - self.start, 1e-9)
+
+    def update(self, n_clips: int, losses: dict[str, torch.Tensor]) -> None:
+        self.steps += 1
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(
+                loss=f"{float(losses['loss']):.4f}", clips_per_s=f"{self.clips_per_s(n_clips):.1f}"
+            )
+        elif time.time() - self.last_line >= self.every:
+            self.last_line = time.time()
+            log.info(
+                "%s step %d/%d loss %.4f clips/s %.1f",
+                self.desc,
+                self.steps,
+                self.total,
+                float(losses["loss"]),
+                self.clips_per_s(n_clips),
+            )
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
