@@ -253,7 +253,12 @@ class Model(nn.Module):
         self.context = context
 
     def output_frames(self, n_frames: int) -> int:
-        """Number of output frames T' for T input frames (time pooling)."""
+        """Number of output frames T' for T input frames (time pooling).
+
+        Output frame j covers input frames [j*p, (j+1)*p) with p = the time pooling factor, so
+        the output hop is the feature hop times p. A model may state p as ``frames_per_output``;
+        otherwise the engine measures it with this method.
+        """
         return n_frames
 
     def supervised_loss(self, out: ModelOutput, batch: Batch) -> dict[str, Tensor]:

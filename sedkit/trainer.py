@@ -86,6 +86,47 @@ def lr_factor(p: SchedulerParams, t: int, total: int) -> float:
     return warm * f
 
 
+def build_model(
+    loaded: LoadedRecipe, classes: list[str], clip_duration_s: float, log: Any
+) -> tuple[FeatureExtractor, C.Model, LabelEncoder | None]:
+    """The feature extractor, the model and (SED) the label encoder at the model's output
+    frame rate: shared by training and ``sedkit predict``."""
+    r = loaded.recipe
+    extractor = FeatureExtractor(r.features)
+    n_frames = extractor.n_frames(round(clip_duration_s * r.features.sample_rate))
+    model = loaded.classes["model"](
+        loaded.params["model"],
+        C.ModelContext(
+            task=r.task,
+            recipe_path=loaded.path,
+            sample_rate=r.features.sample_rate,
+            seed=r.seed,
+            log=log,
+            n_classes=len(classes),
+            n_mels=r.features.n_mels,
+            n_frames=n_frames,
+        ),
+    )
+    encoder = None
+    if r.task == "sed":
+        out_frames = model.output_frames(n_frames)
+        pooling = getattr(model, "frames_per_output", None) or time_pooling(model)
+        encoder = LabelEncoder(
+            classes,
+            frame_hop_s=extractor.hop_s * pooling,
+            n_frames=out_frames,
+            clip_duration_s=clip_duration_s,
+        )
+    return extractor, model, encoder
+
+
+def time_pooling(model: C.Model) -> float:
+    """Input frames per output frame, exactly: measured on a frame count that every
+    product of small pooling factors divides."""
+    n = 2**10 * 3**5 * 5**3 * 7**2
+    return n / model.output_frames(n)
+
+
 class _Predictor(C.Predictor):
     """Inference for components: eval mode, no gradients, features and autocast as training."""
 
@@ -129,24 +170,10 @@ class Trainer:
             loaded.params["data"], C.BuildContext(**ctx)
         )
         self.classes = list(self.data.classes)
-        self.extractor = FeatureExtractor(r.features).to(self.device)
-        n_frames = self.extractor.n_frames(
-            round(self.data.clip_duration_s * r.features.sample_rate)
+        self.extractor, self.model, self.encoder = build_model(
+            loaded, self.classes, self.data.clip_duration_s, log
         )
-        self.model: C.Model = loaded.classes["model"](
-            loaded.params["model"],
-            C.ModelContext(
-                **ctx, n_classes=len(self.classes), n_mels=r.features.n_mels, n_frames=n_frames
-            ),
-        )
-        self.encoder = None
-        if r.task == "sed":
-            out_frames = self.model.output_frames(n_frames)
-            hop_s = self.extractor.hop_s * n_frames / out_frames
-            pooling = getattr(self.model, "frames_per_output", None)
-            if pooling is not None:
-                hop_s = self.extractor.hop_s * pooling
-            self.encoder = LabelEncoder(self.classes, frame_hop_s=hop_s, n_frames=out_frames)
+        self.extractor.to(self.device)
         head_ctx = C.HeadContext(
             **ctx,
             n_classes=len(self.classes),

@@ -121,3 +121,41 @@ def test_resume_refuses_completed_run(toy_recipe, toy_plugins, tmp_path):
     start_run(toy_recipe(1), [], plugins=toy_plugins, run_dir=str(run_dir))
     with pytest.raises(UserError, match="already completed"):
         resume_run(run_dir, plugins=toy_plugins)
+
+
+def test_lifecycle_hooks_see_the_run(toy_recipe, tmp_path):
+    import types
+
+    import toy_plugin
+
+    import sedkit
+    from sedkit.plugins import Plugins
+
+    calls = []
+    observer = types.ModuleType("observer")
+
+    @sedkit.hookimpl
+    def sedkit_run_start(run_dir, recipe, device):
+        calls.append(("start", recipe["model"]["name"], device))
+
+    @sedkit.hookimpl
+    def sedkit_epoch_end(run_dir, epoch, metrics):
+        calls.append(("epoch", epoch, "train_loss" in metrics))
+
+    @sedkit.hookimpl
+    def sedkit_checkpoint_saved(run_dir, path, kind, epoch):
+        calls.append(("checkpoint", kind, epoch, path.is_file()))
+
+    @sedkit.hookimpl
+    def sedkit_run_end(run_dir, metrics, status):
+        calls.append(("end", status, "validation" in metrics))
+
+    for fn in (sedkit_run_start, sedkit_epoch_end, sedkit_checkpoint_saved, sedkit_run_end):
+        fn.__module__ = "observer"
+        setattr(observer, fn.__name__, fn)
+    plugins = Plugins.load(builtins_only=True, extra=[("toy", toy_plugin), ("obs", observer)])
+    start_run(toy_recipe(2), [], plugins=plugins, run_dir=str(tmp_path / "run"))
+    assert calls[0] == ("start", "toy_model", "cpu")
+    assert ("checkpoint", "last", 1, True) in calls and ("checkpoint", "last", 2, True) in calls
+    assert ("epoch", 2, True) in calls
+    assert calls[-1] == ("end", "completed", True)
