@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+
 from sedkit.config import _type_name, field_types
 from sedkit.plugins import Plugins
 from sedkit.recipe import Recipe

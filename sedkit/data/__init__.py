@@ -1,0 +1,40 @@
+"""Data primitives shared by dataset plugins: audio reading, features, labels, batches,
+augmentation and the feature cache."""
+
+from sedkit.data.audio import audio_duration, n_clip_samples, pad_or_crop, read_audio
+from sedkit.data.augment import AugmentParams, augment_batch, make_generator, two_views
+from sedkit.data.batching import BatchCollator, Example, MultiStreamBatchSampler, stream_counts
+from sedkit.data.features import FeatureExtractor, FeatureParams
+from sedkit.data.labels import (
+    DESED_CLASSES,
+    Event,
+    LabelEncoder,
+    read_durations_tsv,
+    read_strong_tsv,
+    read_unlabeled_tsv,
+    read_weak_tsv,
+)
+
+__all__ = [
+    "DESED_CLASSES",
+    "AugmentParams",
+    "BatchCollator",
+    "Event",
+    "Example",
+    "FeatureExtractor",
+    "FeatureParams",
+    "LabelEncoder",
+    "MultiStreamBatchSampler",
+    "audio_duration",
+    "augment_batch",
+    "make_generator",
+    "n_clip_samples",
+    "pad_or_crop",
+    "read_audio",
+    "read_durations_tsv",
+    "read_strong_tsv",
+    "read_unlabeled_tsv",
+    "read_weak_tsv",
+    "stream_counts",
+    "two_views",
+]

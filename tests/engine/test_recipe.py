@@ -2,7 +2,8 @@
 
 import pytest
 
-from sedkit import cli, plugins as plugins_module
+from sedkit import cli
+from sedkit import plugins as plugins_module
 from sedkit.errors import UserError
 from sedkit.recipe import load_recipe
 
