@@ -1,0 +1,168 @@
+"""Adversarial domain adaptation with a gradient reversal layer (tri-training paper, section 3.1).
+
+A domain classifier D tells real from synthetic clips from the shared features ``h`` of the
+feature extractor F. The gradient reversal layer (GRL) sits between F and D: the identity going
+forward, -alpha times the gradient going back. D therefore gets the plain gradient of its loss
+L_d while F gets -alpha dL_d/dtheta_F (paper eq. 5 and 7; METHODS.md section 2). The loss is
+returned unnegated: reversing happens once, in the GRL, and the GRL is never behind D.
+
+Modes: ``whole`` (Adv.whole) decides once per clip from h pooled over time (mean) or flattened;
+``frame`` (Adv.time) decides per output frame, the clip's domain broadcast over frames and the
+loss averaged over frames. Every example of the batch feeds D (synthetic, weak and unlabeled).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from sedkit import hookimpl
+from sedkit.components import DomainAdapter, HeadContext, Step
+
+
+class GradientReversal(torch.autograd.Function):
+    """Forward: identity. Backward: the incoming gradient times -alpha."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, alpha: float) -> Tensor:
+        ctx.alpha = float(alpha)
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor, None]:
+        return grad_output * -ctx.alpha, None
+
+
+def grad_reverse(x: Tensor, alpha: float) -> Tensor:
+    """Apply the gradient reversal layer with weight ``alpha``."""
+    return GradientReversal.apply(x, alpha)
+
+
+def dann_alpha(progress: float, gamma: float = 10.0) -> float:
+    """The DANN schedule alpha(p) = 2 / (1 + exp(-gamma p)) - 1, p in [0, 1] (Ganin et al.)."""
+    return 2.0 / (1.0 + math.exp(-gamma * progress)) - 1.0
+
+
+@dataclass
+class GRLParams:
+    """Keys of ``domain_adapter.params``.
+
+    ``alpha`` is the GRL weight (schedule ``constant``) or its final value (schedule ``dann``:
+    alpha * alpha_dann(progress), progress counted in optimizer steps over the whole training).
+    """
+
+    mode: Literal["whole", "frame"] = "frame"
+    whole_pooling: Literal["mean", "flatten"] = "mean"  # how ``whole`` sees the clip's h
+    alpha: float = 1.0
+    schedule: Literal["constant", "dann"] = "constant"
+    dann_gamma: float = 10.0
+    hidden: list[int] = field(default_factory=lambda: [128])  # D's hidden layer sizes
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.alpha < 0:
+            raise ValueError(f"alpha: must be >= 0, got {self.alpha}")
+        if any(h < 1 for h in self.hidden):
+            raise ValueError(f"hidden: layer sizes must be >= 1, got {self.hidden}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout: must be in [0, 1), got {self.dropout}")
+
+
+class GRLAdapter(DomainAdapter):
+    """Domain classifier behind a gradient reversal layer; loss ``adv_domain``."""
+
+    Params = GRLParams
+
+    def __init__(self, params: GRLParams, context: HeadContext):
+        super().__init__(params, context)
+        if context.feature_dim < 1:
+            raise ValueError("GRLAdapter needs the model's feature_dim in its HeadContext")
+        in_dim = context.feature_dim
+        if params.mode == "whole" and params.whole_pooling == "flatten":
+            model = context.model
+            n_frames = getattr(getattr(model, "context", None), "n_frames", 0)
+            if model is None or n_frames < 1:
+                raise ValueError("whole_pooling 'flatten' needs the model and its n_frames")
+            self.flat_frames = model.output_frames(n_frames)
+            in_dim *= self.flat_frames
+        layers: list[nn.Module] = []
+        for width in params.hidden:
+            layers += [nn.Linear(in_dim, width), nn.ReLU()]
+            if params.dropout > 0:
+                layers.append(nn.Dropout(params.dropout))
+            in_dim = width
+        layers.append(nn.Linear(in_dim, 1))
+        self.discriminator = nn.Sequential(*layers)
+        self._reset_stats()
+
+    def _reset_stats(self) -> None:
+        self._loss_sum = 0.0
+        self._correct = 0.0
+        self._count = 0.0
+        self._batches = 0
+        self._alpha = 0.0
+
+    def alpha(self, progress: float) -> float:
+        """The GRL weight at training progress ``progress`` in [0, 1]."""
+        if self.params.schedule == "dann":
+            return self.params.alpha * dann_alpha(progress, self.params.dann_gamma)
+        return self.params.alpha
+
+    def domain_logits(self, h: Tensor, alpha: float) -> Tensor:
+        """D's logits on GRL(h): [B] in mode ``whole``, [B, T'] in mode ``frame``."""
+        reversed_h = grad_reverse(h, alpha)
+        if self.params.mode == "frame":
+            return self.discriminator(reversed_h).squeeze(-1)
+        if self.params.whole_pooling == "mean":
+            pooled = reversed_h.mean(dim=1)
+        else:
+            if reversed_h.shape[1] != self.flat_frames:
+                raise ValueError(
+                    f"whole_pooling 'flatten' was built for {self.flat_frames} frames, "
+                    f"got {reversed_h.shape[1]}"
+                )
+            pooled = reversed_h.flatten(1)
+        return self.discriminator(pooled).squeeze(-1)
+
+    def loss(self, step: Step) -> dict[str, Tensor]:
+        h = step.out.h
+        if h is None or h.dim() != 3:
+            raise ValueError("the GRL adapter needs the model's shared features h [B, T', D]")
+        alpha = self.alpha(step.progress)
+        logits = self.domain_logits(h, alpha)
+        targets = step.batch.domain.to(device=logits.device, dtype=torch.float32)
+        if logits.dim() == 2:  # frame mode: the clip's domain on every frame
+            targets = targets.unsqueeze(1).expand_as(logits)
+        with torch.autocast(device_type=logits.device.type, enabled=False):
+            loss = F.binary_cross_entropy_with_logits(logits.float(), targets)
+        with torch.no_grad():
+            correct = ((logits.float() > 0).float() == targets).float().sum()
+        # Accumulate on the device; one sync per epoch in epoch_metrics.
+        self._loss_sum = self._loss_sum + loss.detach()
+        self._correct = self._correct + correct
+        self._count += targets.numel()
+        self._batches += 1
+        self._alpha = alpha
+        return {"adv_domain": loss}
+
+    def epoch_metrics(self) -> dict[str, float]:
+        """Mean domain loss, D's accuracy (per clip or per frame) and the last alpha."""
+        if self._batches == 0:
+            return {}
+        metrics = {
+            "adv_domain_loss": float(self._loss_sum) / self._batches,
+            "domain_accuracy": float(self._correct) / max(self._count, 1.0),
+            "adv_alpha": float(self._alpha),
+        }
+        self._reset_stats()
+        return metrics
+
+
+@hookimpl
+def sedkit_register_domain_adapters(register) -> None:
+    register("grl", GRLAdapter)
