@@ -24,12 +24,23 @@ from sedkit.plugins import Plugins, get_plugins
 log = logging.getLogger("sedkit")
 
 
+class _ConsoleHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is now (it may be replaced, e.g. by test capture)."""
+
+    @property  # type: ignore[override]
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
 def setup_logging(verbose: bool = False) -> None:
     logger = logging.getLogger("sedkit")
-    if not any(getattr(h, "_sedkit_console", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+    if not any(isinstance(h, _ConsoleHandler) for h in logger.handlers):
+        handler = _ConsoleHandler()
         handler.setFormatter(logging.Formatter("[sedkit %(asctime)s] %(message)s", "%H:%M:%S"))
-        handler._sedkit_console = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
     logger.setLevel(logging.DEBUG if verbose else logging.INFO)
     logger.propagate = False
