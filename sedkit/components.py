@@ -242,7 +242,12 @@ class DataModule:
 
 
 class Model(nn.Module):
-    """A ``model`` component: features ``[B, M, T]`` in, :class:`ModelOutput` out."""
+    """A ``model`` component: features ``[B, M, T]`` in, :class:`ModelOutput` out.
+
+    Any component class may also define ``validate_params(params, key) -> list[str]``
+    (a classmethod) for checks that need more than its ``Params`` dataclass, such as nested
+    component specs; the recipe validator reports its messages with the others.
+    """
 
     Params: ClassVar[type] = NoParams
     feature_dim: int  # D of h
@@ -287,7 +292,7 @@ class PseudoLabeler(nn.Module):
 
     def on_epoch_start(
         self, epoch: int, predictor: Predictor, data: DataModule
-    ) -> dict[str, float]:
+    ) -> dict[str, Any]:
         return {}
 
     def loss(self, step: Step) -> dict[str, Tensor]:
@@ -296,7 +301,7 @@ class PseudoLabeler(nn.Module):
     def after_optimizer_step(self, step: Step) -> None:
         """E.g. update an EMA teacher."""
 
-    def epoch_metrics(self) -> dict[str, float]:
+    def epoch_metrics(self) -> dict[str, Any]:
         """Statistics gathered during the epoch (share kept, agreement, quality); then reset."""
         return {}
 
@@ -314,7 +319,7 @@ class DomainAdapter(nn.Module):
     def loss(self, step: Step) -> dict[str, Tensor]:
         raise NotImplementedError
 
-    def epoch_metrics(self) -> dict[str, float]:
+    def epoch_metrics(self) -> dict[str, Any]:
         return {}
 
 
@@ -322,7 +327,10 @@ class Callback:
     """A ``callbacks`` entry: code run at fixed points of training that may change it.
 
     ``trainer`` is :class:`sedkit.trainer.Trainer`; callbacks may read its attributes, set
-    ``trainer.should_stop = True``, and change parameters (pruning) or learning rates.
+    ``trainer.should_stop = True`` (and ``trainer.stop_reason``), change parameters (pruning)
+    or learning rates, add keys to the ``metrics`` of ``on_epoch_end``, and reset the best
+    checkpoint's bookkeeping (``trainer.best_value = None``) when earlier epochs stop being
+    comparable (e.g. after a pruning step).
     ``state_dict`` is saved in checkpoints so a resumed run continues identically.
     """
 
@@ -335,7 +343,7 @@ class Callback:
     def on_fit_start(self, trainer: Any) -> None: ...
     def on_epoch_start(self, trainer: Any, epoch: int) -> None: ...
     def after_optimizer_step(self, trainer: Any) -> None: ...
-    def on_epoch_end(self, trainer: Any, epoch: int, metrics: dict[str, float]) -> None: ...
+    def on_epoch_end(self, trainer: Any, epoch: int, metrics: dict[str, Any]) -> None: ...
     def on_fit_end(self, trainer: Any) -> None: ...
 
     def state_dict(self) -> dict[str, Any]:

@@ -108,7 +108,7 @@ def sedkit_run_start(run_dir: Path, recipe: dict[str, Any], device: str) -> None
 
 
 @hookspec
-def sedkit_epoch_end(run_dir: Path, epoch: int, metrics: dict[str, float]) -> None:
+def sedkit_epoch_end(run_dir: Path, epoch: int, metrics: dict[str, Any]) -> None:
     """Called after every epoch with that epoch's metrics (losses, learning rate, validation
     scores when validation ran, pseudo-label and adapter statistics). ``epoch`` counts from 1.
     """

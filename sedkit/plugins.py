@@ -230,7 +230,7 @@ class Plugins:
     def run_start(self, *, run_dir: Path, recipe: dict[str, Any], device: str) -> None:
         self._call("sedkit_run_start", run_dir=run_dir, recipe=recipe, device=device)
 
-    def epoch_end(self, *, run_dir: Path, epoch: int, metrics: dict[str, float]) -> None:
+    def epoch_end(self, *, run_dir: Path, epoch: int, metrics: dict[str, Any]) -> None:
         self._call("sedkit_epoch_end", run_dir=run_dir, epoch=epoch, metrics=metrics)
 
     def checkpoint_saved(self, *, run_dir: Path, path: Path, kind: str, epoch: int) -> None:

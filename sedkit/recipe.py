@@ -285,6 +285,9 @@ def validate(
             return
         checked, problems = check_dataclass(cls.Params, spec.get("params") or {}, f"{key}.params")
         messages.extend(problems)
+        extra_check = getattr(cls, "validate_params", None)
+        if checked is not None and extra_check is not None:
+            messages.extend(extra_check(checked, f"{key}.params"))
         classes[key], params[key] = cls, checked
 
     for section, kind in COMPONENT_SECTIONS.items():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 
-from sedkit.config import _type_name, field_types
+from sedkit.config import _type_name, field_types, to_plain
 from sedkit.plugins import Plugins
 from sedkit.recipe import Recipe
 from sedkit.registry import KINDS
@@ -16,7 +16,7 @@ def _default(f: dataclasses.Field) -> str:
         return repr(f.default)
     if f.default_factory is not dataclasses.MISSING:
         value = f.default_factory()
-        return "(section)" if dataclasses.is_dataclass(value) else repr(value)
+        return "(section)" if dataclasses.is_dataclass(value) else repr(to_plain(value))
     return "required"
 
 
