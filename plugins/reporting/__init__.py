@@ -1,0 +1,1 @@
+"""Reporting plugin: TensorBoard logging, plots, run reports, `sedkit compare` and `sedkit show`."""
