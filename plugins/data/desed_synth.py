@@ -157,11 +157,13 @@ class SynthConfig:
 
     sample_rate: int = 16000
     clip_duration_s: float = 10.0
-    n_synthetic: int = 400
-    n_weak: int = 300
-    n_unlabeled: int = 600
-    n_validation: int = 150
-    n_eval_synthetic: int = 100
+    # Sized so the dcase2019 recipe (synthesis included) finishes within 15 minutes on 2 CPU
+    # cores; see docs/benchmarks.md.
+    n_synthetic: int = 320
+    n_weak: int = 160
+    n_unlabeled: int = 320
+    n_validation: int = 120
+    n_eval_synthetic: int = 80
     #: Foreground events per clip, drawn uniformly (clips meant to be empty excepted).
     min_events: int = 1
     max_events: int = 4

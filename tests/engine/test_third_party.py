@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +27,9 @@ run: {{root: {runs}}}
 def site(tmp_path_factory):
     """The example and the broken plugin packages pip-installed into one folder."""
     target = tmp_path_factory.mktemp("site")
+    sources = tmp_path_factory.mktemp("src")  # build in a copy: keeps the repository clean
+    for name in ("sedkit-example-plugin", "sedkit-broken-plugin"):
+        shutil.copytree(THIRD_PARTY / name, sources / name)
     subprocess.run(
         [
             sys.executable,
