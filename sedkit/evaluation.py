@@ -65,6 +65,7 @@ def evaluate_sed(
         detections=detections,
         durations=reference.durations_tsv,
         psds_detections=psds_detections,
+        classes=encoder.classes,
     )
 
 

@@ -1,0 +1,297 @@
+"""``sedkit score``: score detections against a ground truth, as a table or JSON.
+
+    sedkit score --ref GT.tsv --est PRED.tsv [--meta DURATIONS.tsv]
+    sedkit score --ref GT.tsv --est DIR --meta DURATIONS.tsv [--threshold 0.5] [--plot-dir DIR]
+
+With a folder, every ``*.tsv``/``*.csv`` inside is one operating point whose decision threshold
+is read from its name (``baseline_0.5.csv``); PSDS uses them all, the event- and segment-based
+scores use the one at ``--threshold``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sedkit.components import Command
+from sedkit.errors import InputFileError, UserError
+from sedkit.scoring.sed import (
+    PSDS1,
+    PSDS2,
+    PSDSParams,
+    ScoringWarning,
+    detection_files_by_threshold,
+    metrics_to_json,
+    score_sed,
+)
+
+_CUSTOM_PSDS_OPTIONS = {
+    "dtc_threshold": "--psds-dtc",
+    "gtc_threshold": "--psds-gtc",
+    "cttc_threshold": "--psds-cttc",
+    "alpha_ct": "--psds-alpha-ct",
+    "alpha_st": "--psds-alpha-st",
+    "max_efpr": "--psds-max-efpr",
+}
+
+
+def format_metrics(metrics: dict[str, Any], scenarios: Sequence[PSDSParams] = ()) -> str:
+    """A readable report of :func:`~sedkit.scoring.score_sed` results."""
+
+    def num(value: Any) -> str:
+        return "     -" if value is None or not math.isfinite(value) else f"{value:6.4f}"
+
+    lines = [
+        f"{'':24}{'F1 macro':>10}{'F1 micro':>10}{'ER micro':>10}",
+        f"{'event-based (sed_eval)':24}{num(metrics['event_f1_macro']):>10}"
+        f"{num(metrics['event_f1_micro']):>10}{num(metrics['event_er_micro']):>10}",
+        f"{'segment-based, 1 s':24}{num(metrics['segment_f1_macro']):>10}"
+        f"{num(metrics['segment_f1_micro']):>10}{num(metrics['segment_er_micro']):>10}",
+    ]
+    if "intersection_f1_macro" in metrics:
+        lines.append(f"{'intersection (psds_eval)':24}{num(metrics['intersection_f1_macro']):>10}")
+    for params in scenarios:
+        if params.name in metrics:
+            lines.append(
+                f"{params.name.upper():24}{num(metrics[params.name]):>10}  (dtc "
+                f"{params.dtc_threshold:g}, gtc {params.gtc_threshold:g}, cttc "
+                f"{params.cttc_threshold:g}, alpha_ct {params.alpha_ct:g}, alpha_st "
+                f"{params.alpha_st:g}, max_efpr {params.max_efpr:g})"
+            )
+    by_threshold = metrics.get("intersection_f1_macro_by_threshold")
+    if by_threshold:
+        lines.append("")
+        lines.append(
+            "intersection F1 macro by threshold: "
+            + ", ".join(f"{k}: {num(v).strip()}" for k, v in by_threshold.items())
+        )
+    columns = [
+        ("event_f1", "ev F1"),
+        ("event_precision", "ev P"),
+        ("event_recall", "ev R"),
+        ("event_er", "ev ER"),
+        ("segment_f1", "seg F1"),
+        ("segment_precision", "seg P"),
+        ("segment_recall", "seg R"),
+        ("segment_er", "seg ER"),
+        ("intersection_f1", "int F1"),
+    ]
+    classwise = metrics["classwise"]
+    present = [(k, h) for k, h in columns if any(k in v for v in classwise.values())]
+    width = max(12, *(len(c) for c in classwise)) + 2
+    lines += ["", f"{'class':<{width}}" + "".join(f"{h:>8}" for _, h in present)]
+    for label, values in classwise.items():
+        lines.append(
+            f"{label:<{width}}" + "".join(f"{num(values.get(k, math.nan)):>8}" for k, _ in present)
+        )
+    return "\n".join(lines)
+
+
+def _float_in(lo: float, hi: float | None = None):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not math.isfinite(value) or value < lo or (hi is not None and value > hi):
+            bound = f"[{lo:g}, {hi:g}]" if hi is not None else f">= {lo:g}"
+            raise argparse.ArgumentTypeError(f"{text} is not in {bound}")
+        return value
+
+    return parse
+
+
+class ScoreCommand(Command):
+    """``sedkit score``: event/segment F1 (sed_eval), PSDS and intersection F1 (psds_eval)."""
+
+    help = "score SED detections against a ground truth (sed_eval, psds_eval)"
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--ref",
+            required=True,
+            type=Path,
+            metavar="GT.tsv",
+            help="ground truth: filename onset offset event_label (any order)",
+        )
+        parser.add_argument(
+            "--est",
+            required=True,
+            type=Path,
+            metavar="PRED.tsv|DIR",
+            help="detections, or a folder of one detection file per decision "
+            "threshold (threshold read from the file name) for PSDS",
+        )
+        parser.add_argument(
+            "--meta",
+            type=Path,
+            metavar="DURATIONS.tsv",
+            help="clip durations (filename duration); needed for PSDS and the "
+            "intersection-based F1",
+        )
+        parser.add_argument(
+            "--threshold",
+            type=_float_in(0.0, 1.0),
+            default=0.5,
+            help="with --est DIR: the threshold whose file gets the event- and "
+            "segment-based scores (default 0.5)",
+        )
+        parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+        parser.add_argument(
+            "--plot-dir", type=Path, metavar="DIR", help="write PSD-ROC plots (PNG) there"
+        )
+        parser.add_argument(
+            "--t-collar",
+            type=_float_in(1e-9),
+            default=0.2,
+            help="event-based onset/offset collar in seconds (default 0.2)",
+        )
+        parser.add_argument(
+            "--percentage-of-length",
+            type=_float_in(0.0, 1.0),
+            default=0.2,
+            help="event-based offset collar as a share of the event length (default 0.2)",
+        )
+        parser.add_argument(
+            "--time-resolution",
+            type=_float_in(1e-9),
+            default=1.0,
+            help="segment length in seconds for segment-based scores (default 1)",
+        )
+        group = parser.add_argument_group(
+            "custom PSDS",
+            "any of these adds a scenario 'psds_custom' (psds_eval defaults "
+            "for the others: dtc 0.5, gtc 0.5, cttc 0.3, alpha_ct 0, alpha_st 0, max_efpr 100)",
+        )
+        for key, option in _CUSTOM_PSDS_OPTIONS.items():
+            bounded = key in ("dtc_threshold", "gtc_threshold", "cttc_threshold", "alpha_ct")
+            group.add_argument(
+                option,
+                dest=f"psds_{key}",
+                metavar="X",
+                type=_float_in(0.0, 1.0) if bounded else _float_in(0.0),
+            )
+        group.add_argument(
+            "--no-dcase-psds", action="store_true", help="skip the DCASE scenarios PSDS1 and PSDS2"
+        )
+        parser.add_argument(
+            "--allow-unknown-labels",
+            action="store_true",
+            help="drop detections whose label is not in the ground truth, with "
+            "a warning, instead of failing",
+        )
+        parser.add_argument(
+            "--allow-unknown-clips",
+            action="store_true",
+            help="drop detections of clips not in the ground truth, with a "
+            "warning, instead of failing",
+        )
+        parser.add_argument(
+            "--jobs",
+            type=int,
+            default=min(2, os.cpu_count() or 1),
+            help="processes for independent evaluations (default 2)",
+        )
+
+    @classmethod
+    def scenarios(cls, args: argparse.Namespace) -> list[PSDSParams]:
+        """The PSDS scenarios the command line asks for."""
+        scenarios = [] if args.no_dcase_psds else [PSDS1, PSDS2]
+        custom = {k: getattr(args, f"psds_{k}") for k in _CUSTOM_PSDS_OPTIONS}
+        custom = {k: v for k, v in custom.items() if v is not None}
+        if custom:
+            try:
+                scenarios.append(PSDSParams("psds_custom", **custom))
+            except ValueError as e:
+                raise UserError(str(e)) from None
+        return scenarios
+
+    @classmethod
+    def run(cls, args: argparse.Namespace) -> int:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ScoringWarning)
+            try:
+                metrics, detections, scenarios = cls._score(args)
+            finally:
+                for warning in caught:
+                    if issubclass(warning.category, ScoringWarning):
+                        print(f"sedkit: warning: {warning.message}", file=sys.stderr)
+                    else:
+                        warnings.warn_explicit(
+                            warning.message, warning.category, warning.filename, warning.lineno
+                        )
+        if args.json:
+            print(metrics_to_json(metrics))
+        else:
+            print(f"ground truth {args.ref}\ndetections   {detections}\n")
+            print(format_metrics(metrics, scenarios))
+        return 0
+
+    @classmethod
+    def _score(cls, args: argparse.Namespace) -> tuple[dict[str, Any], Path, list[PSDSParams]]:
+        if args.jobs < 1:
+            raise UserError(f"--jobs must be >= 1, got {args.jobs}")
+        scenarios = cls.scenarios(args)
+        est: Path = args.est
+        psds_detections = None
+        if est.is_dir():
+            files = detection_files_by_threshold(est, exclude=(args.ref, args.meta))
+            chosen = next((p for t, p in files.items() if math.isclose(t, args.threshold)), None)
+            if chosen is None:
+                raise InputFileError(
+                    est,
+                    f"no detection file for --threshold {args.threshold:g}; thresholds found: "
+                    + ", ".join(f"{t:g}" for t in files),
+                )
+            detections = chosen
+            psds_detections = files if scenarios else None
+            if scenarios and args.meta is None:
+                raise UserError("PSDS needs clip durations: pass --meta DURATIONS.tsv")
+        elif est.exists():
+            detections = est
+            if args.plot_dir is not None:
+                raise UserError(
+                    "--plot-dir draws PSD-ROC curves, which need --est DIR (one detection file "
+                    "per threshold) and --meta"
+                )
+        else:
+            raise InputFileError(est, "file or folder not found")
+        metrics = score_sed(
+            ground_truth=args.ref,
+            detections=detections,
+            durations=args.meta,
+            psds_detections=psds_detections,
+            psds_scenarios=scenarios,
+            n_jobs=args.jobs,
+            t_collar=args.t_collar,
+            percentage_of_length=args.percentage_of_length,
+            time_resolution=args.time_resolution,
+            allow_unknown_labels=args.allow_unknown_labels,
+            allow_unknown_clips=args.allow_unknown_clips,
+            plot_dir=args.plot_dir,
+        )
+        return metrics, detections, scenarios
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``sedkit score`` standalone: user errors print ``sedkit: error: ...``, exit code 2."""
+    parser = argparse.ArgumentParser(prog="sedkit score", description=ScoreCommand.help)
+    ScoreCommand.add_arguments(parser)
+    args = parser.parse_args(argv)
+    try:
+        return ScoreCommand.run(args)
+    except UserError as e:
+        for line in str(e).splitlines():
+            print(f"sedkit: error: {line}", file=sys.stderr)
+        return e.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
