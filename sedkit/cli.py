@@ -7,7 +7,14 @@ Plugins add more through ``sedkit_register_commands``. User mistakes print one m
 
 from __future__ import annotations
 
-import argparse
+import os
+
+# Idle OpenMP threads sleep instead of spinning: on a machine whose cores are shared with other
+# work, spinning threads slowed training several times (docs/benchmarks.md). Set before torch
+# is imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse  # noqa: E402
 import json
 import logging
 import shutil
@@ -191,6 +198,13 @@ class PredictCommand(Command):
         parser.add_argument("audio", nargs="+", help="audio files or folders")
         parser.add_argument("-o", "--output", default="-", help="output TSV (default stdout)")
         parser.add_argument("--threshold", type=float, help="decision threshold")
+        parser.add_argument(
+            "--thresholds",
+            type=float,
+            nargs="+",
+            metavar="T",
+            help="one detection file per threshold in the -o folder (for PSDS)",
+        )
         parser.add_argument("--median-filter", type=float, metavar="SECONDS")
         parser.add_argument("--checkpoint", default="best", choices=["best", "last"])
         parser.add_argument("--batch-size", type=int, default=16)

@@ -52,6 +52,8 @@ def predict_command(args: argparse.Namespace, *, plugins: Plugins) -> int:
             f"{run_dir}: predict detects events; this run's task is {loaded.recipe.task}"
         )
     output = None if args.output == "-" else Path(args.output)
+    if args.thresholds and output is None:
+        raise UserError("predict: --thresholds writes one file per threshold: give -o FOLDER")
     if output is not None and output.exists() and not args.overwrite:
         raise UserError(f"{output}: exists; use --overwrite to replace it")
     state = load_checkpoint(run_dir / "checkpoints" / f"{args.checkpoint}.pt")
@@ -84,30 +86,26 @@ def predict_command(args: argparse.Namespace, *, plugins: Plugins) -> int:
     for path in files:
         audio = read_audio(path, r.features.sample_rate)
         by_length[audio.numel()].append((path.name, audio))
-    frames: list[pd.DataFrame] = []
+    thresholds = args.thresholds or [threshold]
+    tables: dict[float, list[pd.DataFrame]] = {th: [] for th in thresholds}
     with torch.no_grad():
         for length, clips in sorted(by_length.items()):
+            encoder.clip_duration_s = length / r.features.sample_rate
             for i in range(0, len(clips), args.batch_size):
                 chunk = clips[i : i + args.batch_size]
                 audio = torch.stack([a for _, a in chunk]).to(device)
-                out = model(extractor.normalize(extractor.spectrogram(audio)))
-                encoder.clip_duration_s = length / r.features.sample_rate
-                frames.append(
-                    encoder.decode_batch(
-                        [n for n, _ in chunk],
-                        out.frame_probs,
-                        threshold=threshold,
-                        median_filter_s=median,
+                probs = model(extractor.normalize(extractor.spectrogram(audio))).frame_probs
+                names = [n for n, _ in chunk]
+                for th in thresholds:
+                    tables[th].append(
+                        encoder.decode_batch(names, probs, threshold=th, median_filter_s=median)
                     )
-                )
-    detections = (
-        pd.concat(frames, ignore_index=True)
-        if frames
-        else pd.DataFrame(columns=["filename", "onset", "offset", "event_label"])
-    )
-    if output is None:
-        detections.to_csv(sys.stdout, sep="\t", index=False, float_format="%.3f")
-    else:
-        write_detections(detections, output, overwrite=args.overwrite)
-        log.info("%d events in %d files written to %s", len(detections), len(files), output)
+    for th, frames in tables.items():
+        detections = pd.concat(frames, ignore_index=True)
+        if output is None:
+            detections.to_csv(sys.stdout, sep="\t", index=False, float_format="%.3f")
+            continue
+        path = output / f"{th:.6f}.tsv" if args.thresholds else output
+        write_detections(detections, path, overwrite=args.overwrite)
+        log.info("%d events in %d files written to %s", len(detections), len(files), path)
     return 0
