@@ -46,8 +46,9 @@ class SchedulerParams:
     """Learning-rate schedule (lecture notes): eta(t) for step or epoch t.
 
     power: eta0 / (1 + t/s)^c; exponential: eta0 * 0.1^(t/s); cosine: eta0 * (1+cos(pi t/T))/2;
-    plateau: multiply by ``factor`` after ``patience`` validations without improvement of the
-    monitored metric. ``warmup_steps`` ramps linearly from 0 first (step-wise schedules).
+    plateau: multiply by ``factor`` after ``patience`` validations without improvement of
+    ``monitor`` (default: the trainer's monitor). ``warmup_steps`` ramps linearly from 0 first,
+    eta0 * min(1, (t+1)/warmup_steps), in the schedule's own unit (steps or epochs).
     """
 
     name: Literal["none", "power", "exponential", "cosine", "plateau"] = "none"
@@ -58,6 +59,44 @@ class SchedulerParams:
     patience: int = 2
     warmup_steps: int = 0
     min_lr: float = 0.0
+    monitor: str | None = None  # plateau: the metric watched (default: trainer.monitor)
+    monitor_mode: Literal["max", "min"] | None = None  # default: trainer.monitor_mode
+
+    def __post_init__(self) -> None:
+        if self.s <= 0:
+            raise ValueError(f"s must be > 0, got {self.s}")
+        if not 0.0 < self.factor < 1.0:
+            raise ValueError(f"factor must be in (0, 1), got {self.factor}")
+        if self.patience < 0 or self.warmup_steps < 0:
+            raise ValueError("patience and warmup_steps must be >= 0")
+
+
+@dataclass
+class TransferParams:
+    """Transfer learning (lecture notes): start from a trained checkpoint, freeze the reused
+    layers, train the rest, then unfreeze the reused layers with a lower learning rate.
+
+    ``init_from``: a sedkit checkpoint (``checkpoints/best.pt``) or a saved ``state_dict`` of the
+    model; parameters are loaded by name where the shapes agree, and the missing, unexpected and
+    shape-mismatched keys are logged and written to ``transfer.json`` in the run directory.
+    ``freeze``: glob patterns over parameter names as in the checkpoint, e.g. ``model.cnn`` or
+    ``model.cnn.*`` (a pattern names a module and everything inside it). ``unfreeze_epoch``: the
+    first epoch in which the frozen parameters train again, at ``unfreeze_lr_scale`` times the
+    learning rate of the others.
+    """
+
+    init_from: str | None = None
+    freeze: list[str] = field(default_factory=list)
+    unfreeze_epoch: int | None = None
+    unfreeze_lr_scale: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.unfreeze_epoch is not None and self.unfreeze_epoch < 1:
+            raise ValueError(f"unfreeze_epoch must be >= 1, got {self.unfreeze_epoch}")
+        if self.unfreeze_lr_scale <= 0:
+            raise ValueError(f"unfreeze_lr_scale must be > 0, got {self.unfreeze_lr_scale}")
+        if self.unfreeze_epoch is not None and not self.freeze:
+            raise ValueError("unfreeze_epoch needs freeze patterns (nothing would be frozen)")
 
 
 @dataclass
@@ -69,8 +108,11 @@ class TrainerParams:
     deterministic: bool = False
     optimizer: OptimizerParams = field(default_factory=OptimizerParams)
     scheduler: SchedulerParams = field(default_factory=SchedulerParams)
-    grad_clip_norm: float | None = None
-    grad_clip_value: float | None = None
+    grad_clip_norm: float | None = None  # max total L2 norm of all gradients
+    grad_clip_value: float | None = None  # max |gradient| of every element (applied first)
+    transfer: TransferParams = field(default_factory=TransferParams)
+    compile: bool = False  # torch.compile the model (CUDA recommended; first steps are slow)
+    find_unused_parameters: bool = True  # DDP: heads unused in some stages get no gradient
     validate_every: int = 1  # epochs
     monitor: str = "event_f1_macro"
     monitor_mode: Literal["max", "min"] = "max"
@@ -82,6 +124,9 @@ class TrainerParams:
             raise ValueError(f"max_epochs must be >= 1, got {self.max_epochs}")
         if self.validate_every < 1:
             raise ValueError(f"validate_every must be >= 1, got {self.validate_every}")
+        for name in ("grad_clip_norm", "grad_clip_value"):
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
 
 
 @dataclass

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from sedkit import distributed as D
 from sedkit.cli import format_metrics
 from sedkit.errors import UserError
 from sedkit.plugins import Plugins
@@ -20,7 +21,7 @@ from sedkit.rundir import (
     write_json,
     write_yaml,
 )
-from sedkit.trainer import NonFiniteLossError, Trainer
+from sedkit.trainer import NonFiniteLossError, Trainer, select_device
 
 log = logging.getLogger("sedkit")
 
@@ -34,22 +35,26 @@ def start_run(
 ) -> int:
     """Validate the recipe, create a new run directory and train. Returns the exit code."""
     loaded = load_recipe(recipe_path, overrides, plugins=plugins)
-    explicit = run_dir or loaded.recipe.run.dir
-    path = create_run_dir(Path(loaded.recipe.run.root), loaded.name, explicit)
-    write_yaml(path / "recipe.yaml", loaded.resolved())
-    shutil.copyfile(loaded.path, path / "recipe_source.yaml")
-    write_json(
-        path / "run.json",
-        {
-            "status": "running",
-            "recipe": str(loaded.path),
-            "overrides": list(overrides or []),
-            "command": sys.argv,
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "resumed": [],
-        },
-    )
-    return _train(loaded, plugins, path, resume=False)
+    D.init_from_env(select_device(loaded.recipe.trainer.device).type)  # under torchrun
+    path = None
+    if D.is_main():  # one run directory for all ranks, made by rank 0
+        explicit = run_dir or loaded.recipe.run.dir
+        path = create_run_dir(Path(loaded.recipe.run.root), loaded.name, explicit)
+        write_yaml(path / "recipe.yaml", loaded.resolved())
+        shutil.copyfile(loaded.path, path / "recipe_source.yaml")
+        write_json(
+            path / "run.json",
+            {
+                "status": "running",
+                "recipe": str(loaded.path),
+                "overrides": list(overrides or []),
+                "command": sys.argv,
+                "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "resumed": [],
+                "world_size": D.world_size(),
+            },
+        )
+    return _train(loaded, plugins, D.broadcast_object(path), resume=False)
 
 
 def resume_run(run_dir: Path, *, plugins: Plugins) -> int:
@@ -64,37 +69,47 @@ def resume_run(run_dir: Path, *, plugins: Plugins) -> int:
     if record.get("status") == "completed":
         raise UserError(f"{run_dir}: this run already completed; nothing to resume")
     loaded = load_recipe(run_dir / "recipe.yaml", plugins=plugins)
-    record.setdefault("resumed", []).append(time.strftime("%Y-%m-%dT%H:%M:%S%z"))
-    record["status"] = "running"
-    write_json(run_dir / "run.json", record)
+    D.init_from_env(select_device(loaded.recipe.trainer.device).type)  # under torchrun
+    if D.is_main():
+        record.setdefault("resumed", []).append(time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        record["status"] = "running"
+        write_json(run_dir / "run.json", record)
+    D.barrier()
     return _train(loaded, plugins, run_dir, resume=True)
 
 
 def _train(loaded: LoadedRecipe, plugins: Plugins, run_dir: Path, *, resume: bool) -> int:
-    handler = attach_log_file(run_dir / "train.log")
+    main = D.is_main()  # rank 0 writes the run directory; the other ranks only train
+    log_name = "train.log" if main else f"train.rank{D.rank()}.log"
+    handler = attach_log_file(run_dir / log_name)
     status, metrics, code = "failed", {}, 1
     try:
         log.info("run directory: %s", run_dir)
         trainer = Trainer(loaded, plugins, run_dir)
-        write_json(run_dir / "environment.json", environment(str(trainer.device)))
-        write_json(run_dir / "plugins.json", plugins.as_dict())
+        if main:
+            write_json(run_dir / "environment.json", environment(str(trainer.device)))
+            write_json(run_dir / "plugins.json", plugins.as_dict())
         trainer.setup(resume=resume)
-        plugins.run_start(run_dir=run_dir, recipe=loaded.resolved(), device=str(trainer.device))
+        if main:
+            plugins.run_start(run_dir=run_dir, recipe=loaded.resolved(), device=str(trainer.device))
         metrics = trainer.fit()
         status, code = metrics["status"], 0
-        print(f"run finished ({status}): {run_dir}")
-        print(format_metrics(metrics))
+        if main:
+            print(f"run finished ({status}): {run_dir}")
+            print(format_metrics(metrics))
     except NonFiniteLossError as exc:
         log.error("%s", exc)
         print(f"sedkit: error: {exc}", file=sys.stderr)
     finally:
-        record = read_json(run_dir / "run.json")
-        record["status"] = status
-        record["ended"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        write_json(run_dir / "run.json", record)
         try:
-            plugins.run_end(run_dir=run_dir, metrics=metrics, status=status)
+            if main:
+                record = read_json(run_dir / "run.json")
+                record["status"] = status
+                record["ended"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+                write_json(run_dir / "run.json", record)
+                plugins.run_end(run_dir=run_dir, metrics=metrics, status=status)
         finally:
             logging.getLogger("sedkit").removeHandler(handler)
             handler.close()
+            D.shutdown()
     return code

@@ -6,6 +6,10 @@ model's supervised loss, the pseudo-labeler and the domain adapter; backward, cl
 Validation runs every ``validate_every`` epochs; ``last`` is checkpointed after every epoch and
 ``best`` when the monitored metric improves. A resumed run reloads ``last`` and continues with
 the same batches and random numbers, so it ends where an uninterrupted run would.
+
+Under torchrun the step runs inside DistributedDataParallel on each rank's share of every batch
+(see ``sedkit.distributed``); rank 0 validates, logs and writes checkpoints. Transfer learning
+(``trainer.transfer``) loads a checkpoint by name and freezes, then unfreezes, reused layers.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import torch
 from torch import nn
 
 from sedkit import components as C
+from sedkit import distributed as D
 from sedkit.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from sedkit.data.features import FeatureExtractor
 from sedkit.data.labels import LabelEncoder
@@ -32,6 +37,7 @@ from sedkit.evaluation import evaluate_classification, evaluate_sed
 from sedkit.plugins import Plugins
 from sedkit.recipe import LoadedRecipe, OptimizerParams, SchedulerParams
 from sedkit.rundir import MetricsLog, write_json
+from sedkit.transfer import load_partial, matching_parameters
 
 log = logging.getLogger("sedkit")
 
@@ -64,12 +70,17 @@ def seed_everything(seed: int, deterministic: bool) -> None:
         torch.backends.cudnn.benchmark = False
 
 
-def build_optimizer(p: OptimizerParams, params: list[nn.Parameter]) -> torch.optim.Optimizer:
+def build_optimizer(p: OptimizerParams, params: list[Any]) -> torch.optim.Optimizer:
+    """``params``: parameters, or param groups (dicts) with their own ``lr``. The fused
+    implementations (one kernel for all tensors; CPU and CUDA) are used where they apply."""
+    tensors = [t for g in params for t in (g["params"] if isinstance(g, dict) else [g])]
+    fused = all(t.is_floating_point() and t.device.type in ("cpu", "cuda") for t in tensors)
+    common = dict(lr=p.lr, weight_decay=p.weight_decay, fused=fused or None)
     if p.name == "adam":
-        return torch.optim.Adam(params, lr=p.lr, betas=p.betas, weight_decay=p.weight_decay)
+        return torch.optim.Adam(params, betas=p.betas, **common)
     if p.name == "adamw":
-        return torch.optim.AdamW(params, lr=p.lr, betas=p.betas, weight_decay=p.weight_decay)
-    return torch.optim.SGD(params, lr=p.lr, momentum=p.momentum, weight_decay=p.weight_decay)
+        return torch.optim.AdamW(params, betas=p.betas, **common)
+    return torch.optim.SGD(params, momentum=p.momentum, **common)
 
 
 def lr_factor(p: SchedulerParams, t: int, total: int) -> float:
@@ -149,6 +160,36 @@ class _Predictor(C.Predictor):
                 module.train(mode)
 
 
+class _LossStep(nn.Module):
+    """The loss of one training step as a module's forward, so that DistributedDataParallel
+    sees the whole computation (model, pseudo-labeler, domain adapter) and averages every
+    gradient. ``last_step`` keeps the :class:`Step` for ``after_optimizer_step``."""
+
+    def __init__(self, parts: nn.ModuleDict, forward_model: Any):
+        super().__init__()
+        self.parts = parts
+        self.__dict__["forward_model"] = forward_model  # maybe compiled; not a second submodule
+        self.last_step: C.Step | None = None
+
+    def forward(
+        self, x: torch.Tensor, batch: C.Batch, epoch: int, global_step: int, progress: float,
+        stage: str,
+    ) -> dict[str, torch.Tensor]:  # fmt: skip
+        model = self.parts["model"]
+        out = self.forward_model(x)
+        step = C.Step(model, x, out, batch, epoch, global_step, progress, stage)
+        losses = dict(model.supervised_loss(out, batch))
+        for key in ("pseudo_labeler", "domain_adapter"):
+            if key in self.parts:
+                terms = self.parts[key].loss(step)
+                clash = set(terms) & set(losses)
+                if clash:
+                    raise RuntimeError(f"loss terms named twice: {sorted(clash)}")
+                losses.update(terms)
+        self.last_step = step
+        return losses
+
+
 class Trainer:
     """Builds the experiment from a validated recipe and trains it in ``run_dir``."""
 
@@ -157,6 +198,10 @@ class Trainer:
         r = self.recipe = loaded.recipe
         self.tp = r.trainer
         self.device = select_device(self.tp.device)
+        self.distributed = D.init_from_env(self.device.type)
+        self.device = D.local_device(self.device)
+        if not D.is_main():
+            log.setLevel(logging.WARNING)  # rank 0 logs for everyone
         seed_everything(r.seed, self.tp.deterministic)
         ctx = dict(
             task=r.task,
@@ -200,16 +245,28 @@ class Trainer:
             for key in sorted(k for k in loaded.classes if k.startswith("callbacks["))
         ]
 
-        self.optimizer = build_optimizer(
-            self.tp.optimizer, [p for p in self.modules.parameters() if p.requires_grad]
-        )
+        # Transfer learning: the frozen (reused) parameters get their own param group, whose
+        # learning rate is scaled once they train again; frozen, they have no gradient and the
+        # optimizer skips them.
+        tr = self.tp.transfer
+        self.frozen_names = set(matching_parameters(self.modules, tr.freeze))
+        trainable = [(n, p) for n, p in self.modules.named_parameters() if p.requires_grad]
+        self.trainable = [p for _, p in trainable]
+        groups = [
+            {"params": [p for n, p in trainable if n not in self.frozen_names]},
+            {
+                "params": [p for n, p in trainable if n in self.frozen_names],
+                "lr": self.tp.optimizer.lr * tr.unfreeze_lr_scale,
+            },
+        ]
+        self.optimizer = build_optimizer(self.tp.optimizer, [g for g in groups if g["params"]])
         sp = self.tp.scheduler
         self.total_schedule_steps = 1  # set in setup(), once the epoch length is known
         self.plateau = None
         if sp.name == "plateau":
             self.plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(
                 self.optimizer,
-                mode=self.tp.monitor_mode,
+                mode=sp.monitor_mode or self.tp.monitor_mode,
                 factor=sp.factor,
                 patience=sp.patience,
                 min_lr=sp.min_lr,
@@ -220,6 +277,11 @@ class Trainer:
         use_fp16 = self.device.type == "cuda" and self.tp.amp == "fp16"
         self.scaler = torch.amp.GradScaler("cuda", enabled=use_fp16)
         self.predictor = _Predictor(self)
+        forward_model = torch.compile(self.model) if self.tp.compile else self.model
+        self.loss_step = _LossStep(self.modules, forward_model)
+        self.step_fn: nn.Module = self.loss_step  # DDP-wrapped in train_epoch when distributed
+        self.frozen_now: bool | None = None
+        self.grad_norms: list[torch.Tensor] = []
 
         self.epoch = 0
         self.global_step = 0
@@ -256,10 +318,44 @@ class Trainer:
         )
         if resume:
             self.load_state(load_checkpoint(self.checkpoint_dir / "last.pt"))
-            self.metrics_log = MetricsLog(self.run_dir / "metrics.jsonl", self.epoch)
+            if D.is_main():
+                self.metrics_log = MetricsLog(self.run_dir / "metrics.jsonl", self.epoch)
             log.info("resumed from epoch %d (step %d)", self.epoch, self.global_step)
-        elif self.recipe.features.normalization == "band_standardize":
+            return
+        if self.recipe.features.normalization == "band_standardize":
             self.extractor.fit_statistics(self._training_spectrograms(max_batches=32))
+        if self.tp.transfer.init_from:
+            report = load_partial(self.modules, self.tp.transfer.init_from)
+            log.info("%s", report.summary())
+            if D.is_main():
+                write_json(self.run_dir / "transfer.json", report.as_dict())
+
+    def _set_frozen(self, epoch: int) -> None:
+        """Freeze the reused parameters before ``transfer.unfreeze_epoch``, train them from
+        then on; (re)wrap the step in DDP when the set of trained parameters changes."""
+        tr = self.tp.transfer
+        frozen = bool(self.frozen_names) and (
+            tr.unfreeze_epoch is None or epoch < tr.unfreeze_epoch
+        )
+        if frozen == self.frozen_now:
+            return
+        for name, p in self.modules.named_parameters():
+            if name in self.frozen_names:
+                p.requires_grad_(not frozen)
+        if self.frozen_names:
+            state = "frozen" if frozen else f"trained at {tr.unfreeze_lr_scale:g} x lr"
+            log.info(
+                "epoch %d: %d reused parameter tensors %s", epoch, len(self.frozen_names), state
+            )
+        self.frozen_now = frozen
+        if self.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.step_fn = DistributedDataParallel(
+                self.loss_step,
+                device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=self.tp.find_unused_parameters,
+            )
 
     def _epoch_length(self) -> int:
         loader = self.data.train_loader(1)
@@ -289,21 +385,26 @@ class Trainer:
             epoch = self.epoch + 1
             metrics = self.train_epoch(epoch)
             if epoch % self.tp.validate_every == 0 or epoch == self.tp.max_epochs:
-                metrics.update(self.validate())
+                # Rank 0 validates; every rank gets its metrics for the same decisions.
+                metrics.update(D.broadcast_object(self.validate() if D.is_main() else None))
             self.epoch = epoch
-            if self.plateau is not None and self.tp.monitor in metrics:
-                self.plateau.step(metrics[self.tp.monitor])
+            plateau_metric = self.tp.scheduler.monitor or self.tp.monitor
+            if self.plateau is not None and plateau_metric in metrics:
+                self.plateau.step(metrics[plateau_metric])
             if self.tp.scheduler.interval == "epoch":
-                self.scheduler.step()
+                self._step_schedule()
             for cb in self.callbacks:
                 cb.on_epoch_end(self, epoch, metrics)
             improved = self._update_best(metrics)
             metrics["best_epoch"] = self.best_epoch
-            self.metrics_log.append({"epoch": epoch, **metrics})
+            if D.is_main():
+                self.metrics_log.append({"epoch": epoch, **metrics})
             self.save("last")
             if improved:
                 self.save("best")
-            self.plugins.epoch_end(run_dir=self.run_dir, epoch=epoch, metrics=metrics)
+            D.barrier()  # the checkpoints are on disk before any rank may read them
+            if D.is_main():
+                self.plugins.epoch_end(run_dir=self.run_dir, epoch=epoch, metrics=metrics)
             log.info("epoch %d: %s", epoch, _summary(metrics, self.tp.monitor))
         if self.should_stop:
             status = "stopped"
@@ -312,8 +413,16 @@ class Trainer:
             cb.on_fit_end(self)
         final = self.finish()
         final.update(status=status, epochs=self.epoch, train_time_s=time.time() - started)
-        write_json(self.run_dir / "metrics.json", final)
+        if D.is_main():
+            write_json(self.run_dir / "metrics.json", final)
         return final
+
+    def _step_schedule(self) -> None:
+        """Advance the LambdaLR schedule. With ``plateau`` it only does the warm-up: after
+        that the learning rate is ReduceLROnPlateau's alone (LambdaLR would overwrite it)."""
+        sp = self.tp.scheduler
+        if sp.name != "plateau" or self.scheduler.last_epoch < sp.warmup_steps:
+            self.scheduler.step()
 
     def train_epoch(self, epoch: int) -> dict[str, Any]:
         # Seeding per epoch makes a resumed run draw the same random numbers as an
@@ -325,14 +434,19 @@ class Trainer:
             metrics.update(self.labeler.on_epoch_start(epoch, self.predictor, self.data))
         for cb in self.callbacks:
             cb.on_epoch_start(self, epoch)
+        self._set_frozen(epoch)
         self.modules.train()
         sums: dict[str, torch.Tensor] = {}
         n_steps, n_clips = 0, 0
+        self.grad_norms = []
         progress = Progress(epoch, self.tp.max_epochs, self.steps_per_epoch, self.tp)
-        for batch in self.data.train_loader(epoch):
+        batches = iter(self.data.train_loader(epoch))  # draws any loader seed: same on all ranks
+        if D.rank() > 0:
+            torch.manual_seed(self.recipe.seed * 100_003 + epoch + 1_000_003 * D.rank())
+        for batch in batches:
             if n_steps >= self.steps_per_epoch:
                 break
-            losses = self.train_step(batch, epoch, stage)
+            losses = self.train_step(D.shard_batch(batch, D.rank(), D.world_size()), epoch, stage)
             for k, v in losses.items():
                 sums[k] = sums.get(k, 0.0) + v
             n_steps += 1
@@ -340,8 +454,17 @@ class Trainer:
             progress.update(n_clips, losses)
         progress.close()
         metrics["lr"] = self.lr()
-        for k, v in sums.items():
+        for k, v in D.all_mean(sums).items():  # one collective per epoch
             metrics[f"train_{k}"] = float(v) / max(n_steps, 1)
+        if self.grad_norms:
+            # Total gradient norm before clipping (after DDP's averaging: the same on all ranks).
+            norms = torch.stack(self.grad_norms).float().cpu()
+            metrics["grad_norm_max"] = float(norms.max())
+            metrics["grad_norm_mean"] = float(norms.mean())
+            if self.tp.grad_clip_norm is not None:
+                metrics["grad_clipped_share"] = float(
+                    (norms > self.tp.grad_clip_norm).float().mean()
+                )
         metrics["train_clips_per_s"] = progress.clips_per_s(n_clips)
         for part in (self.labeler, self.adapter):
             if part is not None:
@@ -355,18 +478,11 @@ class Trainer:
         x, batch = self.data.augment_features(x, batch)
         progress = self.global_step / max(self.steps_per_epoch * self.tp.max_epochs, 1)
         with self.autocast():
-            out = self.model(x)
-            step = C.Step(self.model, x, out, batch, epoch, self.global_step, progress, stage)
-            losses = dict(self.model.supervised_loss(out, batch))
-            for part in (self.labeler, self.adapter):
-                if part is not None:
-                    terms = part.loss(step)
-                    clash = set(terms) & set(losses)
-                    if clash:
-                        raise RuntimeError(f"loss terms named twice: {sorted(clash)}")
-                    losses.update(terms)
+            losses = self.step_fn(x, batch, epoch, self.global_step, progress, stage)
+        step = self.loss_step.last_step
         total = sum(losses.values())
-        if not torch.isfinite(total):
+        # The one host sync per step (all ranks agree, so none waits in a collective forever).
+        if not D.all_true(torch.isfinite(total)):
             bad = [k for k, v in losses.items() if not torch.isfinite(v)]
             raise NonFiniteLossError(
                 f"non-finite loss at epoch {epoch}, step {self.global_step + 1}: "
@@ -375,17 +491,11 @@ class Trainer:
             )
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
-        if self.tp.grad_clip_norm is not None or self.tp.grad_clip_value is not None:
-            self.scaler.unscale_(self.optimizer)
-            params = [p for g in self.optimizer.param_groups for p in g["params"]]
-            if self.tp.grad_clip_value is not None:
-                torch.nn.utils.clip_grad_value_(params, self.tp.grad_clip_value)
-            if self.tp.grad_clip_norm is not None:
-                torch.nn.utils.clip_grad_norm_(params, self.tp.grad_clip_norm)
+        self.clip_gradients()
         self.scaler.step(self.optimizer)
         self.scaler.update()
         if self.tp.scheduler.interval == "step":
-            self.scheduler.step()
+            self._step_schedule()
         self.global_step += 1
         if self.labeler is not None:
             self.labeler.after_optimizer_step(step)
@@ -393,6 +503,22 @@ class Trainer:
             cb.after_optimizer_step(self)
         losses["loss"] = total
         return {k: v.detach() for k, v in losses.items()}
+
+    def clip_gradients(self) -> None:
+        """Record the total gradient norm (before clipping; logged per epoch to show spikes),
+        then clip by value and by norm. No host sync: the norms stay on the device."""
+        self.scaler.unscale_(self.optimizer)  # a no-op without fp16 loss scaling
+        grads = [p.grad for p in self.trainable if p.grad is not None]
+        if not grads:
+            return
+        norm = torch.nn.utils.get_total_norm(grads)
+        self.grad_norms.append(norm.detach())
+        if self.tp.grad_clip_value is not None:
+            torch.nn.utils.clip_grad_value_(self.trainable, self.tp.grad_clip_value)
+            if self.tp.grad_clip_norm is not None:
+                norm = torch.nn.utils.get_total_norm(grads)  # changed by the value clipping
+        if self.tp.grad_clip_norm is not None:
+            torch.nn.utils.clip_grads_with_norm_(self.trainable, self.tp.grad_clip_norm, norm)
 
     # ------------------------------------------------------------------ evaluation
     def validate(self, *, with_psds: bool | None = None, out_dir: Path | None = None) -> dict:
@@ -435,10 +561,15 @@ class Trainer:
         return True
 
     def finish(self) -> dict[str, Any]:
-        """Final evaluation with the best weights: all metrics (PSDS included), detections."""
+        """Final evaluation with the best weights: all metrics (PSDS included), detections.
+        Rank 0 only: the other ranks return without validation metrics."""
         if self.load_best_weights():
             log.info("final evaluation with the best checkpoint (epoch %d)", self.best_epoch)
-        metrics = self.validate(with_psds=True, out_dir=self.run_dir / "predictions")
+        metrics = (
+            self.validate(with_psds=True, out_dir=self.run_dir / "predictions")
+            if D.is_main()
+            else {}
+        )
         return {
             "best_epoch": self.best_epoch,
             "monitor": self.tp.monitor,
@@ -484,7 +615,10 @@ class Trainer:
         set_rng_state(state["rng"])
 
     def save(self, kind: str) -> Path:
+        """Write checkpoint ``kind`` (rank 0 only: the ranks hold the same state)."""
         path = self.checkpoint_dir / f"{kind}.pt"
+        if not D.is_main():
+            return path
         save_checkpoint(path, self.state_dict())
         self.plugins.checkpoint_saved(run_dir=self.run_dir, path=path, kind=kind, epoch=self.epoch)
         return path
@@ -507,7 +641,10 @@ class Progress:
         self.total = total
         self.steps = 0
         self.bar = None
-        if tp.progress_bar and sys.stderr.isatty():
+        self.last_postfix = 0.0
+        if not D.is_main():
+            self.every = math.inf
+        elif tp.progress_bar and sys.stderr.isatty():
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, desc=self.desc, unit="step", leave=False)
@@ -519,9 +656,12 @@ class Progress:
         self.steps += 1
         if self.bar is not None:
             self.bar.update(1)
-            self.bar.set_postfix(
-                loss=f"{float(losses['loss']):.4f}", clips_per_s=f"{self.clips_per_s(n_clips):.1f}"
-            )
+            if time.time() - self.last_postfix >= 1.0:  # float(loss) waits for the device
+                self.last_postfix = time.time()
+                self.bar.set_postfix(
+                    loss=f"{float(losses['loss']):.4f}",
+                    clips_per_s=f"{self.clips_per_s(n_clips):.1f}",
+                )
         elif time.time() - self.last_line >= self.every:
             self.last_line = time.time()
             log.info(

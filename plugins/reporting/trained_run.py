@@ -1,0 +1,117 @@
+"""A trained run, loaded back for inference: recipe, classes, feature extractor, model and label
+encoder with the checkpoint's weights.
+
+Written to be shared: ``sedkit predict`` builds the same objects (see
+:func:`load_trained_run`); it imports nothing from the reporting plugin so it can move into the
+engine unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from sedkit.checkpoint import load_checkpoint
+from sedkit.components import BuildContext, Model, ModelOutput
+from sedkit.data.features import FeatureExtractor
+from sedkit.data.labels import LabelEncoder
+from sedkit.errors import UserError
+from sedkit.plugins import Plugins
+from sedkit.recipe import LoadedRecipe, load_recipe
+from sedkit.trainer import build_model, select_device
+
+log = logging.getLogger("sedkit")
+
+
+@dataclass
+class TrainedRun:
+    """The parts of a finished (or interrupted) run needed to run its model on audio."""
+
+    run_dir: Path
+    loaded: LoadedRecipe
+    classes: list[str]
+    clip_duration_s: float
+    extractor: FeatureExtractor
+    model: Model
+    encoder: LabelEncoder | None  # SED only
+    device: torch.device
+    checkpoint: Path
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self.loaded.recipe.features.sample_rate)
+
+    @torch.no_grad()
+    def infer(self, audio: Tensor) -> tuple[Tensor, ModelOutput]:
+        """Waveforms ``[B, S]`` (one length) -> (un-normalised spectrograms ``[B, M, T]``,
+        the model's output on the normalised ones), in evaluation mode."""
+        audio = audio.to(self.device)
+        spectrogram = self.extractor.spectrogram(audio)
+        return spectrogram, self.model(self.extractor.normalize(spectrogram))
+
+    def encoder_for(self, n_samples: int) -> LabelEncoder:
+        """The label encoder, with offsets clipped to a clip of ``n_samples`` samples (clips of
+        any length can be decoded, as ``sedkit predict`` does)."""
+        if self.encoder is None:
+            raise UserError(f"{self.run_dir}: this run's task is {self.loaded.recipe.task}")
+        self.encoder.clip_duration_s = n_samples / self.sample_rate
+        return self.encoder
+
+
+def load_trained_run(
+    run_dir: str | Path,
+    *,
+    plugins: Plugins,
+    checkpoint: str = "best",
+    device: str = "cpu",
+) -> TrainedRun:
+    """Rebuild a run's model from ``recipe.yaml`` and ``checkpoints/<checkpoint>.pt``.
+
+    ``checkpoint`` is ``"best"`` or ``"last"``; ``"best"`` falls back to ``"last"`` when the run
+    never validated an improvement. The data component is only constructed (cheap, no I/O) for
+    its class list and clip duration; the checkpoint's class list wins when it has one.
+    """
+    run_dir = Path(run_dir)
+    if not (run_dir / "recipe.yaml").is_file():
+        raise UserError(f"{run_dir}: not a sedkit run directory (no recipe.yaml)")
+    path = run_dir / "checkpoints" / f"{checkpoint}.pt"
+    if not path.is_file() and checkpoint == "best":
+        path = run_dir / "checkpoints" / "last.pt"
+    if not path.is_file():
+        raise UserError(f"{run_dir}: no checkpoint {path.name} (the run saved no weights)")
+    loaded = load_recipe(run_dir / "recipe.yaml", plugins=plugins)
+    state = load_checkpoint(path)
+    r = loaded.recipe
+    context = BuildContext(
+        task=r.task,
+        recipe_path=loaded.path,
+        sample_rate=r.features.sample_rate,
+        seed=r.seed,
+        log=log,
+    )
+    data = loaded.classes["data"](loaded.params["data"], context)
+    classes = list(state.get("classes") or data.classes)
+    extractor, model, encoder = build_model(loaded, classes, data.clip_duration_s, log)
+    prefix = "model."
+    model.load_state_dict(
+        {k[len(prefix) :]: v for k, v in state["modules"].items() if k.startswith(prefix)}
+    )
+    extractor.load_state_dict(state["extractor"])
+    target = select_device(device)
+    model.to(target).eval()
+    extractor.to(target)
+    return TrainedRun(
+        run_dir=run_dir,
+        loaded=loaded,
+        classes=classes,
+        clip_duration_s=float(data.clip_duration_s),
+        extractor=extractor,
+        model=model,
+        encoder=encoder,
+        device=target,
+        checkpoint=path,
+    )
