@@ -206,6 +206,13 @@ class PredictCommand(Command):
             help="one detection file per threshold in the -o folder (for PSDS)",
         )
         parser.add_argument("--median-filter", type=float, metavar="SECONDS")
+        parser.add_argument(
+            "--mc-dropout",
+            type=int,
+            default=0,
+            metavar="N",
+            help="average N MC-dropout passes; also write uncertainties",
+        )
         parser.add_argument("--checkpoint", default="best", choices=["best", "last"])
         parser.add_argument("--batch-size", type=int, default=16)
         parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])

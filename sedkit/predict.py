@@ -11,14 +11,12 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from sedkit.checkpoint import load_checkpoint
-from sedkit.components import BuildContext
 from sedkit.data.audio import read_audio
 from sedkit.errors import UserError
+from sedkit.mc_dropout import mc_dropout_passes, mean_and_std
 from sedkit.plugins import Plugins
-from sedkit.recipe import load_recipe
 from sedkit.scoring import write_detections
-from sedkit.trainer import build_model, select_device
+from sedkit.trained_run import TrainedRun, load_trained_run
 
 log = logging.getLogger("sedkit")
 
@@ -42,64 +40,61 @@ def audio_files(inputs: list[str]) -> list[Path]:
     return files
 
 
+def frame_probabilities(
+    trained: TrainedRun, audio: torch.Tensor, mc_passes: int
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Frame probabilities ``[B, T', C]`` of waveforms ``[B, S]``; with ``mc_passes`` > 0, the
+    mean over that many MC-dropout passes and their standard deviation (biased)."""
+    if mc_passes <= 0:
+        return trained.infer(audio)[1].frame_probs, None
+    with torch.no_grad():
+        x = trained.extractor.normalize(trained.extractor.spectrogram(audio.to(trained.device)))
+    samples = mc_dropout_passes(trained.model, x, mc_passes, select=lambda o: o.frame_probs)
+    return mean_and_std(samples)
+
+
 def predict_command(args: argparse.Namespace, *, plugins: Plugins) -> int:
-    run_dir = Path(args.run_dir)
-    if not (run_dir / "recipe.yaml").is_file():
-        raise UserError(f"{run_dir}: not a sedkit run directory (no recipe.yaml)")
-    loaded = load_recipe(run_dir / "recipe.yaml", plugins=plugins)
-    if loaded.recipe.task != "sed":
-        raise UserError(
-            f"{run_dir}: predict detects events; this run's task is {loaded.recipe.task}"
-        )
     output = None if args.output == "-" else Path(args.output)
     if args.thresholds and output is None:
         raise UserError("predict: --thresholds writes one file per threshold: give -o FOLDER")
+    if args.mc_dropout and output is None:
+        raise UserError("predict: --mc-dropout also writes uncertainties: give -o FILE")
     if output is not None and output.exists() and not args.overwrite:
         raise UserError(f"{output}: exists; use --overwrite to replace it")
-    state = load_checkpoint(run_dir / "checkpoints" / f"{args.checkpoint}.pt")
-    files = audio_files(args.audio)
-    device = select_device(args.device)
-    r = loaded.recipe
-    ctx = BuildContext(
-        task=r.task,
-        recipe_path=loaded.path,
-        sample_rate=r.features.sample_rate,
-        seed=r.seed,
-        log=log,
+    trained = load_trained_run(
+        args.run_dir, plugins=plugins, checkpoint=args.checkpoint, device=args.device
     )
-    data = loaded.classes["data"](loaded.params["data"], ctx)
-    classes = list(state.get("classes") or data.classes)
-    extractor, model, encoder = build_model(loaded, classes, data.clip_duration_s, log)
-    model_state = {
-        k[len("model.") :]: v for k, v in state["modules"].items() if k.startswith("model.")
-    }
-    model.load_state_dict(model_state)
-    extractor.load_state_dict(state["extractor"])
-    model.to(device).eval()
-    extractor.to(device)
-    decoding = r.decoding
+    if trained.encoder is None:
+        raise UserError(f"{args.run_dir}: predict detects events; this run is not a SED run")
+    decoding = trained.loaded.recipe.decoding
     threshold = decoding.threshold if args.threshold is None else args.threshold
     median = decoding.median_filter_s if args.median_filter is None else args.median_filter
+    thresholds = args.thresholds or [threshold]
 
-    # Clips of one length are batched together; any length works (no cropping).
+    # Read every file before writing anything: a bad file stops the command with no output.
+    files = audio_files(args.audio)
     by_length: dict[int, list[tuple[str, torch.Tensor]]] = defaultdict(list)
     for path in files:
-        audio = read_audio(path, r.features.sample_rate)
-        by_length[audio.numel()].append((path.name, audio))
-    thresholds = args.thresholds or [threshold]
+        audio = read_audio(path, trained.sample_rate)
+        by_length[audio.numel()].append((path.name, audio))  # one length per batch, any length
+
     tables: dict[float, list[pd.DataFrame]] = {th: [] for th in thresholds}
-    with torch.no_grad():
-        for length, clips in sorted(by_length.items()):
-            encoder.clip_duration_s = length / r.features.sample_rate
-            for i in range(0, len(clips), args.batch_size):
-                chunk = clips[i : i + args.batch_size]
-                audio = torch.stack([a for _, a in chunk]).to(device)
-                probs = model(extractor.normalize(extractor.spectrogram(audio))).frame_probs
-                names = [n for n, _ in chunk]
-                for th in thresholds:
-                    tables[th].append(
-                        encoder.decode_batch(names, probs, threshold=th, median_filter_s=median)
-                    )
+    uncertainty: list[pd.DataFrame] = []
+    for length, clips in sorted(by_length.items()):
+        encoder = trained.encoder_for(length)
+        for i in range(0, len(clips), args.batch_size):
+            chunk = clips[i : i + args.batch_size]
+            names = [n for n, _ in chunk]
+            probs, std = frame_probabilities(
+                trained, torch.stack([a for _, a in chunk]), args.mc_dropout
+            )
+            for th in thresholds:
+                tables[th].append(
+                    encoder.decode_batch(names, probs, threshold=th, median_filter_s=median)
+                )
+            if std is not None:
+                uncertainty.append(_uncertainty_table(names, trained.classes, probs, std))
+
     for th, frames in tables.items():
         detections = pd.concat(frames, ignore_index=True)
         if output is None:
@@ -108,4 +103,25 @@ def predict_command(args: argparse.Namespace, *, plugins: Plugins) -> int:
         path = output / f"{th:.6f}.tsv" if args.thresholds else output
         write_detections(detections, path, overwrite=args.overwrite)
         log.info("%d events in %d files written to %s", len(detections), len(files), path)
+    if uncertainty:
+        path = output.with_name(output.stem + ".uncertainty.tsv")
+        pd.concat(uncertainty, ignore_index=True).to_csv(
+            path, sep="\t", index=False, float_format="%.4f"
+        )
+        log.info("MC-dropout uncertainties (%d passes) written to %s", args.mc_dropout, path)
     return 0
+
+
+def _uncertainty_table(
+    names: list[str], classes: list[str], mean: torch.Tensor, std: torch.Tensor
+) -> pd.DataFrame:
+    """Per clip and class: the clip probability (max over frames of the MC mean) and the mean
+    over frames of the MC standard deviation."""
+    clip = mean.amax(dim=1).cpu().numpy()
+    spread = std.mean(dim=1).cpu().numpy()
+    rows = [
+        (name, label, float(clip[i, k]), float(spread[i, k]))
+        for i, name in enumerate(names)
+        for k, label in enumerate(classes)
+    ]
+    return pd.DataFrame(rows, columns=["filename", "event_label", "probability", "std"])

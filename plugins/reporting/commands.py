@@ -229,8 +229,8 @@ def show_clip(
     device: str = "cpu",
 ) -> Path:
     """Write the detection view of ``clip`` from the run in ``run_dir``; returns the PNG."""
+    from sedkit.trained_run import load_trained_run
     from sedkit_plugins.reporting.detection import render_clip
-    from sedkit_plugins.reporting.trained_run import load_trained_run
 
     read_run(run_dir)  # a clear error for a path that is not a run directory
     if output is not None and output.suffix.lower() != ".png":

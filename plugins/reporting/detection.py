@@ -18,9 +18,9 @@ import numpy as np
 from sedkit.data.audio import read_audio
 from sedkit.data.labels import read_strong_tsv
 from sedkit.errors import UserError
+from sedkit.trained_run import TrainedRun
 from sedkit_plugins.reporting.plots import DetectionView, Event, save_detection_view
 from sedkit_plugins.reporting.rundata import read_table
-from sedkit_plugins.reporting.trained_run import TrainedRun
 
 GROUND_TRUTH = "validation_ground_truth.tsv"
 DURATIONS = "validation_durations.tsv"

@@ -22,6 +22,7 @@ from sedkit.checkpoint import atomic_write
 from sedkit.errors import UserError
 from sedkit.plugins import get_plugins
 from sedkit.scoring import detection_files_by_threshold, read_ground_truth
+from sedkit.trained_run import load_trained_run
 from sedkit_plugins.reporting import plots
 from sedkit_plugins.reporting.detection import DURATIONS, GROUND_TRUTH, render_clip, report_clips
 from sedkit_plugins.reporting.rundata import (
@@ -31,7 +32,6 @@ from sedkit_plugins.reporting.rundata import (
     read_data_summary,
     read_run,
 )
-from sedkit_plugins.reporting.trained_run import load_trained_run
 
 log = logging.getLogger("sedkit")
 

@@ -1,10 +1,5 @@
 """A trained run, loaded back for inference: recipe, classes, feature extractor, model and label
-encoder with the checkpoint's weights.
-
-Written to be shared: ``sedkit predict`` builds the same objects (see
-:func:`load_trained_run`); it imports nothing from the reporting plugin so it can move into the
-engine unchanged.
-"""
+encoder with the checkpoint's weights. Used by ``sedkit predict`` and the reporting plugin."""
 
 from __future__ import annotations
 
