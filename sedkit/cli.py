@@ -50,7 +50,6 @@ def setup_logging(verbose: bool = False) -> None:
         handler.setFormatter(logging.Formatter("[sedkit %(asctime)s] %(message)s", "%H:%M:%S"))
         logger.addHandler(handler)
     logger.setLevel(logging.DEBUG if verbose else logging.INFO)
-    logger.propagate = False
 
 
 # ---------------------------------------------------------------------------------- run
