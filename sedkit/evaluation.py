@@ -45,7 +45,8 @@ def evaluate_sed(
     """Score validation detections with sed_eval (and psds_eval when ``with_psds``).
 
     With ``out_dir``, writes ``validation_detections.tsv`` (at ``decoding.threshold``) and
-    ``psds/<threshold>.tsv`` for each PSDS operating point, readable by ``sedkit score``.
+    ``psds/<threshold>.tsv`` for each PSDS operating point, readable by ``sedkit score``, and
+    the PSD-ROC curves as PNG into ``out_dir/../plots``.
     """
     names, probs = collect_frame_probs(predictor, loader)
     decode = dict(median_filter_s=decoding.median_filter_s)
@@ -66,6 +67,7 @@ def evaluate_sed(
         durations=reference.durations_tsv,
         psds_detections=psds_detections,
         classes=encoder.classes,
+        plot_dir=out_dir.parent / "plots" if out_dir is not None and with_psds else None,
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -39,6 +40,18 @@ class OptimizerParams:
     weight_decay: float = 0.0
     betas: tuple[float, float] = (0.9, 0.999)
     momentum: float = 0.9  # sgd only
+
+    def __post_init__(self) -> None:
+        # Checked here so that a recipe with impossible values fails validation, before a run
+        # directory exists, instead of in torch's optimizer constructor.
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a finite number > 0, got {self.lr}")
+        if not self.weight_decay >= 0:
+            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {list(self.betas)}")
+        if not self.momentum >= 0:
+            raise ValueError(f"momentum must be >= 0, got {self.momentum}")
 
 
 @dataclass
@@ -138,6 +151,22 @@ class DecodingParams:
     psds_thresholds: int = 50  # operating points written for PSDS at the end of a run
     psds_every_validation: bool = False  # PSDS at every validation (slower)
 
+    def __post_init__(self) -> None:
+        # A threshold outside [0, 1] decodes no event (or every frame) for probabilities.
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ValueError(f"threshold must be in [0, 1], got {self.threshold}")
+        filters = (
+            self.median_filter_s
+            if isinstance(self.median_filter_s, dict)
+            else {"": self.median_filter_s}
+        )
+        for label, seconds in filters.items():
+            if not seconds >= 0:
+                where = f"median_filter_s[{label!r}]" if label else "median_filter_s"
+                raise ValueError(f"{where} must be >= 0 seconds, got {seconds}")
+        if self.psds_thresholds < 1:
+            raise ValueError(f"psds_thresholds must be >= 1, got {self.psds_thresholds}")
+
 
 @dataclass
 class RunParams:
@@ -198,15 +227,51 @@ class LoadedRecipe:
 
 
 # ------------------------------------------------------------------------------------ loading
+class _RecipeLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` (plain data only, no object built from a tag) that refuses a key
+    given twice in one mapping: plain YAML keeps the last value silently, so a recipe that sets
+    ``max_epochs`` twice would run with whichever came later. Keys brought in by a merge key
+    (``<<: *base``) may still be overridden."""
+
+    def construct_mapping(self, node: yaml.Node, deep: bool = False) -> dict[Any, Any]:
+        if isinstance(node, yaml.MappingNode):
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    duplicate = key in seen
+                except TypeError:  # an unhashable key: the base class reports it
+                    continue
+                if duplicate:
+                    raise yaml.constructor.ConstructorError(
+                        "while constructing a mapping",
+                        node.start_mark,
+                        f"duplicate key {key!r}",
+                        key_node.start_mark,
+                    )
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise UserError(f"{path}: recipe file not found") from None
     except OSError as exc:
         raise UserError(f"{path}: cannot read recipe: {exc.strerror}") from None
     try:
-        data = yaml.safe_load(text)
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise UserError(
+            f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}, line {line}); "
+            "save the recipe as UTF-8"
+        ) from None
+    try:
+        data = yaml.load(text, Loader=_RecipeLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)

@@ -9,9 +9,10 @@ import time
 from pathlib import Path
 
 from sedkit import distributed as D
+from sedkit.checkpoint import CheckpointWriteError
 from sedkit.cli import format_metrics
 from sedkit.errors import UserError
-from sedkit.plugins import Plugins
+from sedkit.plugins import PluginHookError, Plugins
 from sedkit.recipe import LoadedRecipe, load_recipe
 from sedkit.rundir import (
     attach_log_file,
@@ -97,8 +98,12 @@ def _train(loaded: LoadedRecipe, plugins: Plugins, run_dir: Path, *, resume: boo
         if main:
             print(f"run finished ({status}): {run_dir}")
             print(format_metrics(metrics))
-    except NonFiniteLossError as exc:
+    except (NonFiniteLossError, CheckpointWriteError, PluginHookError) as exc:
+        # Failures with a complete message of their own (a diverged loss, a full disk, a plugin
+        # failing in sedkit_run_start or sedkit_epoch_end): the run is marked failed and the
+        # last good checkpoint stays for --resume.
         log.error("%s", exc)
+        log.debug("where it failed (-v)", exc_info=exc)
         print(f"sedkit: error: {exc}", file=sys.stderr)
     finally:
         try:
@@ -107,9 +112,25 @@ def _train(loaded: LoadedRecipe, plugins: Plugins, run_dir: Path, *, resume: boo
                 record["status"] = status
                 record["ended"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
                 write_json(run_dir / "run.json", record)
-                plugins.run_end(run_dir=run_dir, metrics=metrics, status=status)
+                code = _run_end(plugins, run_dir, metrics, status, code)
         finally:
             logging.getLogger("sedkit").removeHandler(handler)
             handler.close()
             D.shutdown()
+    return code
+
+
+def _run_end(plugins: Plugins, run_dir: Path, metrics: dict, status: str, code: int) -> int:
+    """Call ``sedkit_run_end``; returns the exit code. A plugin failing there leaves the run's
+    results and its recorded status as they are (the training itself did not fail); after a
+    successful run it is the one error reported (exit 1), after a failed run only logged, so
+    that the run's own error stays the one message."""
+    try:
+        plugins.run_end(run_dir=run_dir, metrics=metrics, status=status)
+    except PluginHookError as exc:
+        log.error("%s", exc)
+        log.debug("where it failed (-v)", exc_info=exc)
+        if code == 0:
+            print(f"sedkit: error: {exc} (the run itself {status})", file=sys.stderr)
+            return 1
     return code

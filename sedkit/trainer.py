@@ -35,7 +35,7 @@ from sedkit.data.labels import LabelEncoder
 from sedkit.errors import UserError
 from sedkit.evaluation import evaluate_classification, evaluate_sed
 from sedkit.plugins import Plugins
-from sedkit.recipe import LoadedRecipe, OptimizerParams, SchedulerParams
+from sedkit.recipe import DecodingParams, LoadedRecipe, OptimizerParams, SchedulerParams
 from sedkit.rundir import MetricsLog, write_json
 from sedkit.transfer import load_partial, matching_parameters
 
@@ -97,6 +97,31 @@ def lr_factor(p: SchedulerParams, t: int, total: int) -> float:
     return warm * f
 
 
+@contextlib.contextmanager
+def component_params_errors(section: str) -> Iterator[None]:
+    """Report a ValueError from building the component of recipe ``section`` (``model``,
+    ``callbacks[0]``, ...) as a UserError naming ``SECTION.params``: a constructor that rejects
+    its parameters (``nn.Dropout(1.5)``, a size that does not divide) is the user's recipe at
+    fault, not a bug, and deserves one line rather than a traceback."""
+    try:
+        yield
+    except ValueError as exc:
+        raise UserError(f"{section}.params: {exc}") from exc
+
+
+def check_decoding_classes(decoding: DecodingParams, classes: list[str]) -> None:
+    """Per-class decoding settings must name the data's classes; checked when a run starts
+    (the recipe validator cannot know the classes) rather than at the first validation, after
+    an epoch of training."""
+    if isinstance(decoding.median_filter_s, dict):
+        unknown = [c for c in decoding.median_filter_s if c not in classes]
+        if unknown:
+            raise UserError(
+                f"decoding.median_filter_s: unknown class(es) {', '.join(map(repr, unknown))}; "
+                f"the data's classes are {', '.join(classes)}"
+            )
+
+
 def build_model(
     loaded: LoadedRecipe, classes: list[str], clip_duration_s: float, log: Any
 ) -> tuple[FeatureExtractor, C.Model, LabelEncoder | None]:
@@ -105,19 +130,20 @@ def build_model(
     r = loaded.recipe
     extractor = FeatureExtractor(r.features)
     n_frames = extractor.n_frames(round(clip_duration_s * r.features.sample_rate))
-    model = loaded.classes["model"](
-        loaded.params["model"],
-        C.ModelContext(
-            task=r.task,
-            recipe_path=loaded.path,
-            sample_rate=r.features.sample_rate,
-            seed=r.seed,
-            log=log,
-            n_classes=len(classes),
-            n_mels=r.features.n_mels,
-            n_frames=n_frames,
-        ),
-    )
+    with component_params_errors("model"):
+        model = loaded.classes["model"](
+            loaded.params["model"],
+            C.ModelContext(
+                task=r.task,
+                recipe_path=loaded.path,
+                sample_rate=r.features.sample_rate,
+                seed=r.seed,
+                log=log,
+                n_classes=len(classes),
+                n_mels=r.features.n_mels,
+                n_frames=n_frames,
+            ),
+        )
     encoder = None
     if r.task == "sed":
         out_frames = model.output_frames(n_frames)
@@ -211,10 +237,12 @@ class Trainer:
             log=log,
         )
 
-        self.data: C.DataModule = loaded.classes["data"](
-            loaded.params["data"], C.BuildContext(**ctx)
-        )
+        with component_params_errors("data"):
+            self.data: C.DataModule = loaded.classes["data"](
+                loaded.params["data"], C.BuildContext(**ctx)
+            )
         self.classes = list(self.data.classes)
+        check_decoding_classes(r.decoding, self.classes)
         self.extractor, self.model, self.encoder = build_model(
             loaded, self.classes, self.data.clip_duration_s, log
         )
@@ -230,20 +258,26 @@ class Trainer:
         self.labeler: C.PseudoLabeler | None = None
         self.adapter: C.DomainAdapter | None = None
         if "pseudo_labeler" in loaded.classes:
-            self.labeler = loaded.classes["pseudo_labeler"](
-                loaded.params["pseudo_labeler"], head_ctx
-            )
+            with component_params_errors("pseudo_labeler"):
+                self.labeler = loaded.classes["pseudo_labeler"](
+                    loaded.params["pseudo_labeler"], head_ctx
+                )
             parts["pseudo_labeler"] = self.labeler
         if "domain_adapter" in loaded.classes:
-            self.adapter = loaded.classes["domain_adapter"](
-                loaded.params["domain_adapter"], head_ctx
-            )
+            with component_params_errors("domain_adapter"):
+                self.adapter = loaded.classes["domain_adapter"](
+                    loaded.params["domain_adapter"], head_ctx
+                )
             parts["domain_adapter"] = self.adapter
         self.modules = nn.ModuleDict(parts).to(self.device)
-        self.callbacks: list[C.Callback] = [
-            loaded.classes[key](loaded.params[key], C.BuildContext(**ctx))
-            for key in sorted(k for k in loaded.classes if k.startswith("callbacks["))
-        ]
+        self.callbacks: list[C.Callback] = []
+        for key in sorted(
+            (k for k in loaded.classes if k.startswith("callbacks[")),
+            key=lambda k: int(k[len("callbacks[") : -1]),
+        ):
+            with component_params_errors(key):
+                callback = loaded.classes[key](loaded.params[key], C.BuildContext(**ctx))
+            self.callbacks.append(callback)
 
         # Transfer learning: the frozen (reused) parameters get their own param group, whose
         # learning rate is scaled once they train again; frozen, they have no gradient and the

@@ -21,7 +21,7 @@ from typing import Any
 from sedkit.checkpoint import atomic_write
 from sedkit.errors import UserError
 from sedkit.plugins import get_plugins
-from sedkit.scoring import detection_files_by_threshold, read_ground_truth
+from sedkit.scoring import detection_files_by_threshold
 from sedkit.trained_run import load_trained_run
 from sedkit_plugins.reporting import plots
 from sedkit_plugins.reporting.detection import DURATIONS, GROUND_TRUTH, render_clip, report_clips
@@ -341,12 +341,6 @@ def _psd_roc_plots(run: RunRecord, out_dir: Path) -> list[Plot]:
         log.debug("reporting: no validation ground truth and durations in the run; no PSD-ROC")
         return []
     if not classes or not psds_dir.is_dir() or not any(psds_dir.glob("*.tsv")):
-        return []
-    absent = sorted(set(classes) - set(read_ground_truth(ground_truth)["event_label"].dropna()))
-    if absent:
-        # psds_eval takes its class list from the reference, so sedkit.scoring's per-class
-        # curves cannot name classes without reference events.
-        log.info("reporting: no PSD-ROC: class(es) without reference events: %s", absent)
         return []
     # The operating points of a finished run never change: curves drawn once are kept.
     written = sorted(out_dir.glob("psds*_roc*.png"))

@@ -1,10 +1,19 @@
-"""Data primitives shared by dataset plugins: audio reading, features, labels, batches,
-augmentation and the feature cache."""
+"""Data primitives shared by dataset plugins: audio reading, features, labels, batches and
+loaders, augmentation, the feature cache, and :class:`FolderDataModule` (the base of datasets
+read from a root folder)."""
 
 from sedkit.data.audio import audio_duration, n_clip_samples, pad_or_crop, read_audio
 from sedkit.data.augment import AugmentParams, augment_batch, make_generator, two_views
-from sedkit.data.batching import BatchCollator, Example, MultiStreamBatchSampler, stream_counts
+from sedkit.data.batching import (
+    BatchCollator,
+    BatchLoader,
+    Example,
+    FixedBatches,
+    MultiStreamBatchSampler,
+    stream_counts,
+)
 from sedkit.data.features import FeatureExtractor, FeatureParams
+from sedkit.data.folder import FolderDataModule
 from sedkit.data.labels import (
     DESED_CLASSES,
     Event,
@@ -19,10 +28,13 @@ __all__ = [
     "DESED_CLASSES",
     "AugmentParams",
     "BatchCollator",
+    "BatchLoader",
     "Event",
     "Example",
     "FeatureExtractor",
     "FeatureParams",
+    "FixedBatches",
+    "FolderDataModule",
     "LabelEncoder",
     "MultiStreamBatchSampler",
     "audio_duration",

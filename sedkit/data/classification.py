@@ -21,12 +21,9 @@ cities as possible; segment order is shuffled. The mixed clips join the labeled 
 
 from __future__ import annotations
 
-import csv
-import json
-import logging
 import math
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -35,14 +32,22 @@ import numpy as np
 import soundfile
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
-from sedkit.components import REAL, Batch, BuildContext, DataModule
+from sedkit.components import REAL, Batch, BuildContext
 from sedkit.data.audio import n_clip_samples, pad_or_crop, read_audio
-from sedkit.data.augment import AugmentParams, augment_view, make_generator
-from sedkit.data.batching import ExampleError, MultiStreamBatchSampler
-from sedkit.data.cache import CachedFeatures, audio_fingerprint, cache_path, fill_cache
+from sedkit.data.augment import AugmentParams, augment_view
+from sedkit.data.batching import (
+    BatchLoader,
+    ExampleError,
+    FixedBatches,
+    MultiStreamBatchSampler,
+    first_error,
+    stack_inputs,
+)
+from sedkit.data.cache import CachedFeatures
 from sedkit.data.features import FeatureExtractor
+from sedkit.data.folder import FolderDataModule, write_tsv
 from sedkit.errors import InputFileError, UserError
 
 __all__ = [
@@ -68,11 +73,6 @@ HEADER_ALIASES: dict[str, str] = {
     "identifier": "location",
     "city": "location",
 }
-#: How many missing files a warning names before "and N more".
-N_NAMED_MISSING = 5
-#: Written by the embedded benchmark generators at the root of their trees.
-DATASET_CARD = "dataset_card.json"
-CARD_FIELDS = ("name", "generator", "generator_version", "preset", "seed", "sample_rate")
 
 
 # --------------------------------------------------------------------------------------------
@@ -418,23 +418,16 @@ class _Example:
 
 def collate_examples(examples: Sequence[_Example | ExampleError]) -> Batch | ExampleError:
     """Build a :class:`Batch` (``label`` [B] long, ``hidden["label"]`` [B] long)."""
-    for example in examples:
-        if isinstance(example, ExampleError):
-            return example
-    fields: dict[str, Tensor] = {}
-    if all(e.features is not None for e in examples):
-        fields["features"] = torch.stack([e.features for e in examples])
-    elif all(e.audio is not None for e in examples):
-        fields["audio"] = torch.stack([e.audio for e in examples])
-    else:
-        raise ValueError("examples of one batch must all carry audio or all features")
+    error = first_error(examples)
+    if error is not None:
+        return error
     return Batch(
         filenames=[e.filename for e in examples],
         stream=[e.stream for e in examples],
         domain=torch.full((len(examples),), REAL, dtype=torch.float32),
         label=torch.tensor([e.label for e in examples], dtype=torch.long),
         hidden={"label": torch.tensor([e.true_label for e in examples], dtype=torch.long)},
-        **fields,
+        **stack_inputs(examples),
     )
 
 
@@ -504,93 +497,10 @@ class ClipDataset(Dataset):
         return example
 
 
-class _FixedBatches:
-    """Batches of keys in a fixed order (evaluation, cache filling)."""
-
-    def __init__(self, keys: list[tuple[str, int]], batch_size: int):
-        self.keys, self.batch_size = keys, batch_size
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.keys) / self.batch_size)
-
-    def __iter__(self) -> Iterator[list[tuple[str, int]]]:
-        for start in range(0, len(self.keys), self.batch_size):
-            yield self.keys[start : start + self.batch_size]
-
-
-class BatchLoader:
-    """An iterable of :class:`Batch` with a length; builds its DataLoader on iteration and
-    raises InputFileError for clips that fail to load (in workers too)."""
-
-    def __init__(
-        self,
-        data: ClassificationData,
-        dataset: ClipDataset,
-        batch_sampler: Any,
-        *,
-        epoch: int | None = None,
-    ):
-        self.data, self.dataset, self.batch_sampler, self.epoch = (
-            data,
-            dataset,
-            batch_sampler,
-            epoch,
-        )
-
-    def __len__(self) -> int:
-        return len(self.batch_sampler)
-
-    def __iter__(self) -> Iterator[Batch]:
-        p = self.data.params
-        loader = DataLoader(
-            self.dataset,
-            batch_sampler=self.batch_sampler,
-            collate_fn=collate_examples,
-            num_workers=p.num_workers,
-            pin_memory=p.pin_memory and torch.cuda.is_available(),
-        )
-        for index, batch in enumerate(loader):
-            if isinstance(batch, ExampleError):
-                raise _input_error(batch)
-            if self.epoch is not None:
-                self.data._augment_key = (self.epoch, index)
-            yield batch
-
-
-def _input_error(error: ExampleError) -> InputFileError:
-    prefix = f"{error.path}: "
-    message = error.message[len(prefix) :] if error.message.startswith(prefix) else error.message
-    return InputFileError(error.path, message)
-
-
-class _AudioOnly(Dataset):
-    """Clips' audio by position, for filling the feature cache."""
-
-    def __init__(self, clips: list[LabeledClip], sample_rate: int, n_samples: int):
-        self.clips, self.sample_rate, self.n_samples = clips, sample_rate, n_samples
-
-    def __len__(self) -> int:
-        return len(self.clips)
-
-    def __getitem__(self, index: int) -> tuple[int, Tensor | ExampleError]:
-        clip = self.clips[index]
-        try:
-            return index, read_audio(clip.path, self.sample_rate, n_samples=self.n_samples)
-        except InputFileError as exc:
-            return index, ExampleError(exc.path, str(exc))
-
-    @staticmethod
-    def collate(items: list[tuple[int, Tensor | ExampleError]]) -> tuple[list[int], Any]:
-        for _, audio in items:
-            if isinstance(audio, ExampleError):
-                return [], audio
-        return [i for i, _ in items], torch.stack([a for _, a in items])
-
-
 # --------------------------------------------------------------------------------------------
 # The DataModule
 # --------------------------------------------------------------------------------------------
-class ClassificationData(DataModule):
+class ClassificationData(FolderDataModule):
     """Single-label clip classification: labeled + unlabeled training batches, test batches.
 
     ``setup`` resolves the root (building the embedded benchmark there when asked), reads the
@@ -602,15 +512,10 @@ class ClassificationData(DataModule):
     """
 
     Params: ClassVar[type] = ClassificationParams
-    #: Human name of the embedded benchmark, used in messages.
     benchmark_name: ClassVar[str] = "classification"
 
     def __init__(self, params: ClassificationParams, context: BuildContext):
         super().__init__(params, context)
-        self.classes = list(params.classes)
-        self.clip_duration_s = float(params.clip_duration_s)
-        self.root = (Path.cwd() / Path(params.root).expanduser()).resolve()
-        self.log = context.log if context.log is not None else logging.getLogger("sedkit.data")
         self.clips: dict[str, list[LabeledClip]] = {}
         self.labeled: list[int] = []
         self.unlabeled: list[int] = []
@@ -619,14 +524,7 @@ class ClassificationData(DataModule):
         self._input_hop_s = 0.0
         self._cached: dict[str, CachedFeatures] | None = None
         self._fixed_plan: BlockMixingPlan | None = None
-        self._augment_key: tuple[int, int] | None = None
-        self._augment_calls = 0
         self._ready = False
-
-    # ------------------------------------------------------------------------------ paths
-    def path(self, relative: str) -> Path:
-        """A recipe path: absolute as given, else below ``root``."""
-        return self.root / Path(relative).expanduser()
 
     @property
     def split_seed(self) -> int:
@@ -646,8 +544,7 @@ class ClassificationData(DataModule):
         self._n_samples = n_clip_samples(self.clip_duration_s, self._sample_rate)
         self._input_hop_s = extractor.hop_s
 
-        clips = self._read_clips()
-        missing = self._drop_missing_audio(clips)
+        clips, missing = self._drop_missing_audio(self._read_clips())
         for name in ("train", "test"):
             if not clips[name]:
                 raise InputFileError(self._list_path(name), f"no {name} clip with audio")
@@ -674,8 +571,8 @@ class ClassificationData(DataModule):
         if run_dir is not None:
             run_dir = Path(run_dir)
             run_dir.mkdir(parents=True, exist_ok=True)
-            _write_data_source(run_dir / "data_source.json", source)
-            self._write_clip_lists(run_dir, missing)
+            self._write_run_records(run_dir, source, missing)
+            self._write_clips_used(run_dir)
         if p.cache_features:
             self._fill_cache(extractor)
         self._ready = True
@@ -689,45 +586,6 @@ class ClassificationData(DataModule):
             p.unlabeled_batch_size if self.unlabeled else 0,
             f"; {self._n_mixed()} block-mixed clips" if p.block_mixing else "",
         )
-
-    def _ensure_root(self) -> dict[str, Any]:
-        """Make sure ``root`` holds data (synthesizing it when asked) and describe its source."""
-        p = self.params
-        synthesized_now = False
-        if not self.root.is_dir() or not any(self.root.iterdir()):
-            name = self.benchmark_name
-            if not p.synthesize_if_missing or self.synthesize is None:
-                hint = (
-                    f", build the embedded benchmark with `sedkit synth {name} {self.root}`, or "
-                    "set data.params.synthesize_if_missing: true"
-                    if self.synthesize is not None
-                    else ""
-                )
-                raise InputFileError(
-                    self.root,
-                    f"data folder is missing or empty; point data.params.root at it{hint}",
-                )
-            self.log.warning(
-                "data: %s is missing or empty: synthesizing the embedded %s benchmark there "
-                "(preset %r, seed %d); results are NOT comparable with the real dataset",
-                self.root,
-                name,
-                p.synth_preset,
-                p.synth_seed,
-            )
-            self.synthesize(self.root, preset=p.synth_preset, seed=p.synth_seed, log=self.log)
-            synthesized_now = True
-        source: dict[str, Any] = {"root": str(self.root), "source": "existing"}
-        card_path = self.root / DATASET_CARD
-        if card_path.is_file():
-            try:
-                card = json.loads(card_path.read_text())
-            except (OSError, ValueError) as exc:
-                raise InputFileError(card_path, f"unreadable dataset card: {exc}") from exc
-            source.update(source="synthesized", dataset_card=str(card_path))
-            source.update({k: card.get(k) for k in CARD_FIELDS})
-        source["synthesized_by_this_run"] = synthesized_now
-        return source
 
     def _list_path(self, name: str) -> Path:
         p = self.params
@@ -802,76 +660,30 @@ class ClassificationData(DataModule):
                     chosen.append(queue.pop(0))
         return [clips[i] for i in sorted(chosen)]
 
-    def _drop_missing_audio(
-        self, clips: dict[str, list[LabeledClip]]
-    ) -> dict[str, list[LabeledClip]]:
-        missing: dict[str, list[LabeledClip]] = {}
-        for name, subset in clips.items():
-            gone = [c for c in subset if not c.path.is_file()]
-            if not gone:
-                continue
-            missing[name] = gone
-            named = ", ".join(str(c.path) for c in gone[:N_NAMED_MISSING])
-            more = len(gone) - N_NAMED_MISSING
-            text = f"{len(gone)} of {len(subset)} {name} audio files are missing: {named}"
-            text += f" and {more} more" if more > 0 else ""
-            if self.params.missing_audio == "error":
-                raise InputFileError(
-                    gone[0].path.parent,
-                    text + " (set data.params.missing_audio: skip to go on without them)",
-                )
-            self.log.warning("data: %s; skipping them", text)
-            keep = {id(c) for c in gone}
-            clips[name] = [c for c in subset if id(c) not in keep]
-        return missing
-
-    def _write_clip_lists(self, run_dir: Path, missing: dict[str, list[LabeledClip]]) -> None:
+    def _write_clips_used(self, run_dir: Path) -> None:
+        """``clips_used.tsv``: subset (labeled / unlabeled / test), label, location, path."""
         train = self.clips["train"]
         subsets = [
             ("labeled", [train[i] for i in self.labeled]),
             ("unlabeled", [train[i] for i in self.unlabeled]),
             ("test", self.clips["test"]),
         ]
-        with (run_dir / "clips_used.tsv").open("w", newline="") as handle:
-            writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
-            writer.writerow(["subset", "filename", "label", "location", "path"])
-            for name, clips in subsets:
-                writer.writerows(
-                    [name, c.filename, self.classes[c.label], c.location, str(c.path)]
-                    for c in clips
-                )
-        if missing:
-            with (run_dir / "clips_missing.tsv").open("w", newline="") as handle:
-                writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
-                writer.writerow(["subset", "filename", "path"])
-                for name, clips in missing.items():
-                    writer.writerows([name, c.filename, str(c.path)] for c in clips)
+        write_tsv(
+            run_dir / "clips_used.tsv",
+            ["subset", "filename", "label", "location", "path"],
+            (
+                [name, c.filename, self.classes[c.label], c.location, str(c.path)]
+                for name, clips in subsets
+                for c in clips
+            ),
+        )
 
     def _fill_cache(self, extractor: FeatureExtractor) -> None:
         """Compute (or find) un-normalised features of the train and test clips."""
-        p = self.params
-        cache_dir = (
-            self.path(p.cache_dir) if p.cache_dir is not None else self.root / ".sedkit_cache"
-        )
-        key = f"{extractor.cache_key()}-{self._n_samples}"
-        device = extractor.band_mean.device
-        cached: dict[str, CachedFeatures] = {}
-        for name, clips in self.clips.items():
-            path = cache_path(cache_dir, key, name, audio_fingerprint([c.path for c in clips]))
-            if not path.is_file():
-                self.log.info("data: caching features of %d %s clips in %s", len(clips), name, path)
-                shape = (len(clips), extractor.params.n_mels, extractor.n_frames(self._n_samples))
-                loader = DataLoader(
-                    _AudioOnly(clips, self._sample_rate, self._n_samples),
-                    batch_size=32,
-                    num_workers=p.num_workers,
-                    collate_fn=_AudioOnly.collate,
-                )
-                fill_cache(
-                    path, shape, _spectrogram_chunks(loader, extractor, device), dtype=p.cache_dtype
-                )
-            cached[name] = CachedFeatures(path)
-        self._cached = cached
+        self._cached = {
+            name: self._cached_features(name, clips, extractor, self._n_samples)
+            for name, clips in self.clips.items()
+        }
 
     # ------------------------------------------------------------------------------ mixing
     def _n_mixed(self) -> int:
@@ -934,7 +746,7 @@ class ClassificationData(DataModule):
             epoch=epoch,
             n_batches=p.batches_per_epoch,
         )
-        return BatchLoader(self, self._dataset(views, plan), sampler, epoch=epoch)
+        return self._loader(self._dataset(views, plan), sampler, collate_examples, epoch=epoch)
 
     def evaluation_loader(self, subset: Literal["test", "labeled", "unlabeled"]) -> BatchLoader:
         """Clips of ``subset`` in list order with their *true* labels in ``label`` (for
@@ -946,9 +758,7 @@ class ClassificationData(DataModule):
             items = [_Item("train", i, subset, True) for i in chosen]
         else:
             raise ValueError(f"subset must be test, labeled or unlabeled, got {subset!r}")
-        keys = [("eval", i) for i in range(len(items))]
-        dataset = self._dataset({"eval": items}, None)
-        return BatchLoader(self, dataset, _FixedBatches(keys, self.params.eval_batch_size))
+        return self._fixed_loader("eval", items)
 
     def val_loader(self) -> BatchLoader:
         """Test clips in list order, labels shown, no augmentation."""
@@ -957,9 +767,13 @@ class ClassificationData(DataModule):
     def unlabeled_loader(self) -> BatchLoader:
         """Unlabeled clips in list order (``label`` -1, true labels in ``hidden``)."""
         items = [_Item("train", i, "unlabeled", False) for i in self.unlabeled]
-        keys = [("unlabeled", i) for i in range(len(items))]
-        dataset = self._dataset({"unlabeled": items}, None)
-        return BatchLoader(self, dataset, _FixedBatches(keys, self.params.eval_batch_size))
+        return self._fixed_loader("unlabeled", items)
+
+    def _fixed_loader(self, view: str, items: list[_Item]) -> BatchLoader:
+        """``items`` in order, ``eval_batch_size`` per batch, no block mixing."""
+        keys = [(view, i) for i in range(len(items))]
+        batches = FixedBatches(keys, self.params.eval_batch_size)
+        return self._loader(self._dataset({view: items}, None), batches, collate_examples)
 
     def augment_features(self, features: Tensor, batch: Batch) -> tuple[Tensor, Batch]:
         """Augment the rows of ``augment_streams`` (shift, masks, noise) on their device,
@@ -970,12 +784,7 @@ class ClassificationData(DataModule):
         rows = [i for i, s in enumerate(batch.stream) if s in p.augment_streams]
         if not rows:
             return features, batch
-        if self._augment_key is not None:
-            parts = (self.context.seed, *self._augment_key)
-        else:
-            self._augment_calls += 1
-            parts = (self.context.seed, -1, self._augment_calls)
-        generator = make_generator(features.device, *parts)
+        generator = self._augment_generator(features.device)
         index = torch.tensor(rows, device=features.device)
         out = features.clone()
         out[index] = augment_view(
@@ -986,26 +795,3 @@ class ClassificationData(DataModule):
             input_hop_s=self._input_hop_s,
         )
         return out, batch
-
-
-def _spectrogram_chunks(
-    loader: DataLoader, extractor: FeatureExtractor, device: torch.device
-) -> Iterator[tuple[list[int], Tensor]]:
-    for rows, audio in loader:
-        if isinstance(audio, ExampleError):
-            raise _input_error(audio)
-        with torch.no_grad():
-            yield rows, extractor.spectrogram(audio.to(device))
-
-
-def _write_data_source(path: Path, source: dict[str, Any]) -> None:
-    """Record where the data came from; a resume keeps the fact that its first attempt
-    synthesized the data."""
-    if path.is_file():
-        try:
-            before = json.loads(path.read_text())
-        except ValueError:
-            before = {}
-        if before.get("root") == source["root"] and before.get("synthesized_by_this_run"):
-            source = {**source, "synthesized_by_this_run": True}
-    path.write_text(json.dumps(source, indent=2, sort_keys=True) + "\n")

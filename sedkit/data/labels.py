@@ -13,8 +13,11 @@ an onset earlier and an offset later by less than one output frame.
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import math
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,48 +67,73 @@ class Event:
 # --------------------------------------------------------------------------------------------
 # TSV readers
 # --------------------------------------------------------------------------------------------
+def _decode_text(path: Path) -> str:
+    """The whole file as text. UTF-8 with an optional byte order mark (spreadsheet exports
+    start with one); the file is decoded at once so that an undecodable byte is reported on its
+    own line (``csv`` decodes ahead in blocks and would blame an earlier line)."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise InputFileError(path, f"cannot open: {exc}") from exc
+    start = len(codecs.BOM_UTF8) if raw.startswith(codecs.BOM_UTF8) else 0
+    try:
+        return raw[start:].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        at = start + exc.start
+        if b"\x00" in raw:  # NUL bytes and not UTF-8: audio or another binary file
+            raise InputFileError(
+                path, f"not a text TSV file (binary data; {exc.reason} at byte {at})", line=1
+            ) from None
+        raise InputFileError(
+            path,
+            f"not UTF-8 text ({exc.reason}: 0x{raw[at]:02x} at byte {at}); save it as UTF-8",
+            line=raw[:at].count(b"\n") + 1,
+        ) from None
+
+
 def _read_rows(path: Path, required: Sequence[str]) -> Iterable[tuple[int, dict[str, str]]]:
     """Rows of a tab-separated file with a header, as ``(line number, {column: value})``.
 
     Columns may come in any order (DESED detection files put ``event_label`` first); blank lines
-    are skipped; a row with more fields than the header is an error.
+    are skipped; a row with more fields than the header, or a column named twice in the header,
+    is an error.
     """
     if not path.is_file():
         raise InputFileError(path, "file not found")
+    text = _decode_text(path)
+    # newline="": lines end at \n, \r\n or \r, as csv expects of files opened that way.
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t", quoting=csv.QUOTE_NONE)
     try:
-        handle = path.open(newline="", encoding="utf-8")
-    except OSError as exc:
-        raise InputFileError(path, f"cannot open: {exc}") from exc
-    with handle:
-        reader = csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
-        try:
-            header = [h.strip() for h in next(reader)]
-        except StopIteration:
-            raise InputFileError(path, "empty file (expected a header line)", line=1) from None
-        except (csv.Error, UnicodeDecodeError) as exc:
-            raise InputFileError(path, f"not a text TSV file: {exc}", line=1) from None
-        missing = [c for c in required if c not in header]
-        if missing:
-            raise InputFileError(
-                path,
-                f"header must name the columns {', '.join(required)} (tab-separated); "
-                f"missing {', '.join(missing)}, found {header}",
-                line=1,
-            )
-        line = 1
-        try:
-            for fields in reader:
-                line = reader.line_num
-                if not any(f.strip() for f in fields):
-                    continue
-                if len(fields) > len(header):
-                    raise InputFileError(
-                        path, f"{len(fields)} fields but the header has {len(header)}", line=line
-                    )
-                fields = fields + [""] * (len(header) - len(fields))
-                yield line, {h: f.strip() for h, f in zip(header, fields, strict=True)}
-        except (csv.Error, UnicodeDecodeError) as exc:
-            raise InputFileError(path, f"unreadable row: {exc}", line=line + 1) from None
+        header = [h.strip() for h in next(reader)]
+    except StopIteration:
+        raise InputFileError(path, "empty file (expected a header line)", line=1) from None
+    except csv.Error as exc:
+        raise InputFileError(path, f"not a text TSV file: {exc}", line=1) from None
+    repeated = [name for name, count in Counter(header).items() if name and count > 1]
+    if repeated:
+        raise InputFileError(path, f"duplicated column(s) {', '.join(repeated)}", line=1)
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise InputFileError(
+            path,
+            f"header must name the columns {', '.join(required)} (tab-separated); "
+            f"missing {', '.join(missing)}, found {header}",
+            line=1,
+        )
+    line = 1
+    try:
+        for fields in reader:
+            line = reader.line_num
+            if not any(f.strip() for f in fields):
+                continue
+            if len(fields) > len(header):
+                raise InputFileError(
+                    path, f"{len(fields)} fields but the header has {len(header)}", line=line
+                )
+            fields = fields + [""] * (len(header) - len(fields))
+            yield line, {h: f.strip() for h, f in zip(header, fields, strict=True)}
+    except csv.Error as exc:
+        raise InputFileError(path, f"unreadable row: {exc}", line=line + 1) from None
 
 
 def _check_filename(path: Path, line: int, filename: str) -> str:
@@ -128,12 +156,14 @@ def read_strong_tsv(
     """Strong labels ``filename onset offset event_label`` -> ``{filename: [Event, ...]}``.
 
     Filenames keep their first-appearance order. A row with an empty label (and empty or any
-    onset/offset) lists a clip without events, which maps to an empty list. Raises
-    InputFileError naming the file and line for a malformed row or, with ``classes``, an unknown
-    label.
+    onset/offset) lists a clip without events, which maps to an empty list. An exactly repeated
+    event (same clip, onset, offset and label) is kept once: twice in a reference it would be a
+    second event that no detection can match. Raises InputFileError naming the file and line
+    for a malformed row or, with ``classes``, an unknown label.
     """
     path = Path(path)
     clips: dict[str, list[Event]] = {}
+    seen: set[tuple[str, Event]] = set()
     for line, row in _read_rows(path, ("filename", "onset", "offset", "event_label")):
         filename = _check_filename(path, line, row["filename"])
         events = clips.setdefault(filename, [])
@@ -153,7 +183,10 @@ def read_strong_tsv(
             raise InputFileError(
                 path, f"need 0 <= onset <= offset, got onset {onset}, offset {offset}", line=line
             )
-        events.append(Event(onset, offset, label))
+        event = Event(onset, offset, label)
+        if (filename, event) not in seen:
+            seen.add((filename, event))
+            events.append(event)
     return clips
 
 
@@ -180,9 +213,14 @@ def read_unlabeled_tsv(path: str | Path) -> list[str]:
 
 
 def read_durations_tsv(path: str | Path) -> dict[str, float]:
-    """Durations ``filename duration`` -> ``{filename: seconds}``."""
+    """Durations ``filename duration`` -> ``{filename: seconds}``.
+
+    A clip listed twice with the same duration is accepted; with two different durations it is
+    an error naming the second row (which one is right cannot be told).
+    """
     path = Path(path)
     durations: dict[str, float] = {}
+    first_line: dict[str, int] = {}
     for line, row in _read_rows(path, ("filename", "duration")):
         filename = _check_filename(path, line, row["filename"])
         try:
@@ -193,6 +231,14 @@ def read_durations_tsv(path: str | Path) -> dict[str, float]:
             ) from None
         if not math.isfinite(value) or value <= 0:
             raise InputFileError(path, f"duration must be positive, got {value}", line=line)
+        if filename in durations and durations[filename] != value:
+            raise InputFileError(
+                path,
+                f"{filename} has duration {value} here but {durations[filename]} on line "
+                f"{first_line[filename]}",
+                line=line,
+            )
+        first_line.setdefault(filename, line)
         durations[filename] = value
     return durations
 

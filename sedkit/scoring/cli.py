@@ -2,10 +2,12 @@
 
     sedkit score --ref GT.tsv --est PRED.tsv [--meta DURATIONS.tsv]
     sedkit score --ref GT.tsv --est DIR --meta DURATIONS.tsv [--threshold 0.5] [--plot-dir DIR]
+                 [--overwrite]
 
 With a folder, every ``*.tsv``/``*.csv`` inside is one operating point whose decision threshold
 is read from its name (``baseline_0.5.csv``); PSDS uses them all, the event- and segment-based
-scores use the one at ``--threshold``.
+scores use the one at ``--threshold``. PSD-ROC images already in ``--plot-dir`` are kept
+unless ``--overwrite`` is given.
 """
 
 from __future__ import annotations
@@ -148,6 +150,11 @@ class ScoreCommand(Command):
             "--plot-dir", type=Path, metavar="DIR", help="write PSD-ROC plots (PNG) there"
         )
         parser.add_argument(
+            "--overwrite",
+            action="store_true",
+            help="replace PSD-ROC plots already in --plot-dir (refused otherwise)",
+        )
+        parser.add_argument(
             "--t-collar",
             type=_float_in(1e-9),
             default=0.2,
@@ -263,6 +270,8 @@ class ScoreCommand(Command):
                 )
         else:
             raise InputFileError(est, "file or folder not found")
+        if args.plot_dir is not None and psds_detections and not args.overwrite:
+            _refuse_existing_plots(args.plot_dir, scenarios)
         metrics = score_sed(
             ground_truth=args.ref,
             detections=detections,
@@ -278,6 +287,18 @@ class ScoreCommand(Command):
             plot_dir=args.plot_dir,
         )
         return metrics, detections, scenarios
+
+
+def _refuse_existing_plots(plot_dir: Path, scenarios: Sequence[PSDSParams]) -> None:
+    """Refuse, before any scoring, to replace the PSD-ROC images of these scenarios
+    (``{scenario}_roc.png``, ``{scenario}_roc_per_class.png``) already in ``plot_dir``: they may
+    be the figures of another system or run."""
+    if not plot_dir.is_dir():
+        return
+    existing = sorted({p for s in scenarios for p in plot_dir.glob(f"{s.name}_roc*.png")})
+    if existing:
+        names = ", ".join(str(p) for p in existing)
+        raise UserError(f"{names}: exists; use --overwrite to replace the PSD-ROC plots")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -243,8 +243,9 @@ def _prepare(
         unknown = sorted(set(gt_events["event_label"]) - set(classes))
         if unknown:
             raise InputFileError(
-                gt_source, f"event label(s) {', '.join(unknown)} are not among the classes "
-                f"{', '.join(classes)}"
+                gt_source,
+                f"event label(s) {', '.join(unknown)} are not among the classes "
+                f"{', '.join(classes)}",
             )
     if gt_events.empty:
         raise InputFileError(gt_source, "the ground truth holds no event, nothing to score")
@@ -424,10 +425,25 @@ def _psds_job(
             alpha_ct=params.alpha_ct, alpha_st=params.alpha_st, max_efpr=params.max_efpr
         )
         # Per-class curves cost as much again as the score: only for plots.
-        tpr_vs_efpr = None
+        tpr_vs_efpr, curve_classes = None, None
         if with_class_curves:
             _, _, tpr_vs_efpr = evaluator.psd_roc_curves(alpha_ct=params.alpha_ct)
-    return {"value": float(psds.value), "psds": psds, "tpr_vs_efpr": tpr_vs_efpr}
+            curve_classes = _psds_eval_classes(evaluator)
+    return {
+        "value": float(psds.value),
+        "psds": psds,
+        "tpr_vs_efpr": tpr_vs_efpr,
+        "curve_classes": curve_classes,
+    }
+
+
+def _psds_eval_classes(evaluator: Any) -> list[str]:
+    """The classes of psds_eval's per-class curves, in the order of their rows: psds_eval's own
+    class list (taken from the ground truth, so it may be shorter than the scored classes),
+    sorted, without its injected "world" class (see ``PSDSEval._confusion_matrix_and_stats``)."""
+    from psds_eval.psds import WORLD
+
+    return sorted(set(evaluator.class_names) - {WORLD})
 
 
 def _intersection_f1_job(
@@ -606,7 +622,11 @@ def score_sed(
         from sedkit.scoring.plots import plot_psd_roc
 
         for name, result in psds_results.items():
-            plot_psd_roc(result, inputs.classes, Path(plot_dir), name=name)
+            # The per-class curves are psds_eval's, one per class *it* knows: with ``classes``
+            # naming classes without reference events, that is fewer than inputs.classes.
+            plot_psd_roc(
+                result, result["curve_classes"] or inputs.classes, Path(plot_dir), name=name
+            )
     return _plain(metrics)
 
 

@@ -36,7 +36,7 @@ def _files(root: Path) -> dict[str, bytes]:
 @pytest.fixture(scope="module")
 def scenes(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("synth") / "scenes"
-    assert cs.synthesize_scenes(out, preset="tiny", seed=1) == out / "dataset_card.json"
+    assert cs.synthesize("scenes", out, preset="tiny", seed=1) == out / "dataset_card.json"
     return out
 
 
@@ -44,7 +44,7 @@ def scenes(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def instruments(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("synth") / "instruments"
     messages: list[str] = []
-    cs.synthesize_instruments(out, preset="tiny", seed=1, log=messages.append)
+    cs.synthesize("instruments", out, preset="tiny", seed=1, log=messages.append)
     assert any("notes in" in m for m in messages)
     return out
 
@@ -56,10 +56,14 @@ SMALL3 = dataclasses.replace(
 
 
 def test_class_lists_agree_with_the_plugin() -> None:
-    assert list(cs.SCENE_CLASSES) == plugin.SCENE_CLASSES
-    assert list(cs.INSTRUMENT_FAMILIES) == plugin.INSTRUMENT_FAMILIES
-    assert cs.TAU_SCENE_TO_CLASS == plugin.TAU_SCENE_TO_CLASS
+    # The plugin's defaults read what the generators write.
+    assert plugin.ScenesParams().classes == list(cs.SCENE_CLASSES)
+    assert plugin.InstrumentsParams().classes == list(cs.INSTRUMENT_FAMILIES)
+    assert plugin.Scenes3Params().classes == list(cs.SCENES3_CLASSES)
+    assert plugin.Scenes3Params().label_map == cs.TAU_SCENE_TO_CLASS
+    assert set(cs.TAU_SCENE_TO_CLASS.values()) == set(cs.SCENES3_CLASSES)
     assert set(cs.SCENE_RECIPES) == set(cs.SCENE_CLASSES)
+    assert list(cs.TAU_RECIPES) == list(cs.TAU_SCENE_TO_CLASS)
     assert len(cs.SCENE_CLASSES) >= 10 and len(cs.INSTRUMENT_FAMILIES) >= 8
 
 
@@ -143,10 +147,10 @@ def test_scenes3_tau_layout(tmp_path: Path) -> None:
 
 def test_builds_are_byte_identical_for_a_seed(tmp_path: Path, instruments: Path) -> None:
     again = tmp_path / "instruments"
-    cs.synthesize_instruments(again, preset="tiny", seed=1)
+    cs.synthesize("instruments", again, preset="tiny", seed=1)
     assert _files(again) == _files(instruments)
     other = tmp_path / "other"
-    cs.synthesize_instruments(other, preset="tiny", seed=2)
+    cs.synthesize("instruments", other, preset="tiny", seed=2)
     wavs = {v for k, v in _files(instruments).items() if k.endswith(".wav")}
     assert not wavs & {v for k, v in _files(other).items() if k.endswith(".wav")}
     # Worker processes must not change the files (every clip carries its own seed).
@@ -159,11 +163,11 @@ def test_builds_are_byte_identical_for_a_seed(tmp_path: Path, instruments: Path)
 
 def test_refuses_unknown_preset_and_non_empty_folder(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="unknown synth preset 'huge'"):
-        cs.synthesize_scenes(tmp_path / "x", preset="huge")
+        cs.synthesize("scenes", tmp_path / "x", preset="huge")
     (tmp_path / "full").mkdir()
     (tmp_path / "full/file").write_text("x")
     with pytest.raises(UserError, match="not empty"):
-        cs.synthesize_instruments(tmp_path / "full", preset="tiny")
+        cs.synthesize("instruments", tmp_path / "full", preset="tiny")
 
 
 def test_sedkit_synth_command(tmp_path: Path) -> None:
@@ -197,3 +201,34 @@ def test_plugins_load_the_benchmarks(scenes: Path, tmp_path: Path) -> None:
     data = plugin.InstrumentsData(params, ctx)
     data.setup(None, None, FeatureExtractor(FeatureParams(n_mels=32)))
     assert (root / "dataset_card.json").is_file() and len(data.clips["test"]) == 10
+
+
+def test_shared_synth_helpers() -> None:
+    from sedkit_plugins.data import synth_common as sc
+
+    def smooth(m: int) -> bool:
+        for p in (2, 3, 5):
+            while m % p == 0:
+                m //= p
+        return m == 1
+
+    for n in (1, 7, 97, 1000, 16001, 64001):
+        assert sc.fast_len_at_least(n) == next(m for m in range(n, 4 * n + 2) if smooth(m))
+        assert sc.fast_len_at_most(n) == next(m for m in range(n, 0, -1) if smooth(m))
+    # String parts are keyed by name, integer parts as they are.
+    a, b = sc.seeded_rng(3, "x", 1).random(), sc.seeded_rng(3, "x", 1).random()
+    assert a == b != sc.seeded_rng(3, "y", 1).random()
+    assert sc.seeded_rng(3, 5).random() == np.random.default_rng([3, 5]).random()
+
+
+def test_staged_output_leaves_nothing_behind_on_failure(tmp_path: Path) -> None:
+    from sedkit_plugins.data.synth_common import staged_output
+
+    out = tmp_path / "bench"
+    with pytest.raises(RuntimeError), staged_output(out) as staging:
+        (staging / "half.wav").write_bytes(b"x")
+        raise RuntimeError("interrupted")
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+    with staged_output(out) as staging:
+        (staging / "done.txt").write_text("ok")
+    assert (out / "done.txt").read_text() == "ok" and sorted(tmp_path.iterdir()) == [out]

@@ -146,7 +146,7 @@ def test_recipe_needing_a_failed_plugin_stops_with_its_message(tmp_path, toy_rec
     assert "libfoo.so" in str(info.value)
 
 
-def test_lifecycle_hook_failure_names_the_plugin():
+def test_lifecycle_hook_failure_names_the_plugin(tmp_path):
     @sedkit.hookimpl
     def sedkit_epoch_end(run_dir, epoch, metrics):
         raise ValueError("disk full")
@@ -156,4 +156,4 @@ def test_lifecycle_hook_failure_names_the_plugin():
         extra=[("logger", _module("logger_pkg", sedkit_epoch_end=sedkit_epoch_end))],
     )
     with pytest.raises(PluginHookError, match="plugin 'logger' failed in sedkit_epoch_end"):
-        plugins.epoch_end(run_dir=None, epoch=1, metrics={})
+        plugins.epoch_end(run_dir=tmp_path, epoch=1, metrics={})

@@ -15,15 +15,6 @@ from sedkit_plugins.models.crnn import CRNN, CRNNParams, masked_bce, pool_clip
 N_CLASSES, N_MELS, N_FRAMES = 3, 8, 16
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run far faster on one thread, above all on a shared, busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_params(**changes) -> CRNNParams:
     base = dict(
         filters=[4, 8],

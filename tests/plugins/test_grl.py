@@ -16,15 +16,6 @@ from sedkit_plugins.domain_adapters.grl import GRLAdapter, GRLParams, dann_alpha
 DIM, FRAMES = 4, 5
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run far faster on one thread, above all on a shared, busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def head_context(model: nn.Module | None = None) -> HeadContext:
     return HeadContext(
         task="sed",

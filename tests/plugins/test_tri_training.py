@@ -24,15 +24,6 @@ C, MELS, FRAMES = 3, 8, 16
 LOG = logging.getLogger("test")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run far faster on one thread, above all on a shared, busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_model() -> CRNN:
     params = CRNNParams(
         filters=[4, 8], pooling=[[2, 2], [1, 2]], rnn_hidden=8, conv_dropout=0.0, head_dropout=0.0

@@ -263,20 +263,12 @@ def test_missing_transfer_checkpoint_is_named(recipe, run_cli, tmp_path):
     rs.assert_one_line_error(result, "trainer.transfer.init_from", str(missing))
 
 
-# ------------------------------------------------------------------------ sedkit's gaps (xfail)
-@pytest.mark.xfail(
-    strict=True,
-    reason="recipe._read_yaml catches OSError but not UnicodeDecodeError: a traceback",
-)
+# ------------------------------------------------------ encodings, repeats, impossible values
 def test_non_utf8_recipe_is_one_message(recipe, run_cli):
     path = recipe(("description: caf\xe9\n" + BASE).encode("latin-1"))
     assert_recipe_error(run_cli("validate", path), f"{path}: ", "UTF-8")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="yaml.safe_load keeps the last of two equal keys silently",
-)
 @pytest.mark.parametrize(
     ("old", "new", "line", "key"),
     [
@@ -291,11 +283,6 @@ def test_duplicate_keys_are_an_error(old, new, line, key, recipe, run_cli):
     assert_recipe_error(run_cli("validate", path), f"{path}:{line}: ", f"duplicate key '{key}'")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="OptimizerParams has no value checks: torch raises ValueError (a traceback) once "
-    "the run directory exists",
-)
 @pytest.mark.parametrize(
     ("override", "key"),
     [
@@ -311,11 +298,6 @@ def test_impossible_optimizer_values_fail_validation(override, key, recipe, run_
     assert not (tmp_path / "runs").exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DecodingParams has no value checks: a threshold above 1 validates and decodes "
-    "no event at all",
-)
 @pytest.mark.parametrize(
     "override",
     ["decoding.threshold=1.5", "decoding.threshold=-0.1", "decoding.median_filter_s=-0.2"],
@@ -324,11 +306,6 @@ def test_impossible_decoding_values_fail_validation(override, recipe, run_cli):
     assert_recipe_error(run_cli("validate", recipe(BASE), override), "decoding")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="median_filter_s classes are checked only at the first validation: a ValueError "
-    "traceback after a whole epoch of training",
-)
 def test_median_filter_for_unknown_class_fails_before_training(recipe, run_cli, tmp_path):
     run_dir = tmp_path / "run"
     result = run_cli(

@@ -130,16 +130,19 @@ def reference_3_epochs(tmp_path_factory, lean_plugins) -> Path:
 
 
 def test_full_disk_during_checkpoint_keeps_previous_and_resume_matches(
-    reference_3_epochs, lean_plugins, monkeypatch, tmp_path
+    reference_3_epochs, lean_plugins, monkeypatch, capsys, tmp_path
 ):
     run_dir = tmp_path / "run"
     last = run_dir / "checkpoints" / "last.pt"
     monkeypatch.setattr(checkpoint_module.torch, "save", _DiskFull(fail_at=2))
-    with pytest.raises(CheckpointWriteError) as info:
-        start_run(_toy_recipe(tmp_path, epochs=3), [], plugins=lean_plugins, run_dir=str(run_dir))
-    assert str(info.value) == (
-        f"could not write {last}: No space left on device; the previous file is intact"
-    )
+    recipe = _toy_recipe(tmp_path, epochs=3)
+    capsys.readouterr()
+    assert start_run(recipe, [], plugins=lean_plugins, run_dir=str(run_dir)) == 1
+    errors = [e for e in capsys.readouterr().err.splitlines() if e.startswith("sedkit: error:")]
+    assert errors == [
+        f"sedkit: error: could not write {last}: No space left on device; the previous file is "
+        "intact"
+    ]
     monkeypatch.undo()
     state = load_checkpoint(last)  # the epoch-1 checkpoint, whole
     assert (state["epoch"], state["global_step"]) == (1, 4)
@@ -154,11 +157,6 @@ def test_full_disk_during_checkpoint_keeps_previous_and_resume_matches(
     assert got["event_f1_macro"] == ref["event_f1_macro"] and got["psds1"] == ref["psds1"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="CheckpointWriteError is not caught in sedkit.run._train: the CLI prints a "
-    "traceback instead of the one-line message",
-)
 def test_full_disk_through_the_cli_is_one_message(run_cli, monkeypatch, tmp_path):
     run_dir = tmp_path / "run"
     monkeypatch.setattr(checkpoint_module.torch, "save", _DiskFull(fail_at=1))
@@ -275,10 +273,6 @@ def test_new_runs_never_share_a_directory(tmp_path):
     assert (first / "keep.txt").read_text() == "precious"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sedkit score --plot-dir overwrites existing PSD-ROC images without asking",
-)
 def test_score_refuses_to_overwrite_plots_unless_asked(run_cli, tmp_path):
     ref = rs.write_tsv(
         tmp_path / "gt.tsv",
@@ -383,11 +377,6 @@ def _broken_reporter() -> types.ModuleType:
     return module
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a PluginHookError from sedkit_run_end escapes sedkit.run._train after the run "
-    "completed: the CLI prints a traceback",
-)
 def test_plugin_failing_at_run_end_keeps_results_and_is_one_message(monkeypatch, capsys, tmp_path):
     from sedkit import cli
     from sedkit import plugins as plugins_module
@@ -409,6 +398,46 @@ def test_plugin_failing_at_run_end_keeps_results_and_is_one_message(monkeypatch,
     assert len(lines) == 1 and "broken_reporter" in lines[0] and "sedkit_run_end" in lines[0]
     assert _status(run_dir) == "completed"
     assert json.loads((run_dir / "metrics.json").read_text())["status"] == "completed"
+
+
+def _plugin_failing_in(hook: str) -> types.ModuleType:
+    module = types.ModuleType("broken_logger")
+
+    def fail(**kwargs):
+        raise OSError("log server unreachable")
+
+    impl = sedkit.hookimpl(specname=hook)(fail)
+    impl.__module__ = module.__name__
+    setattr(module, f"failing_{hook}", impl)
+    return module
+
+
+@pytest.mark.parametrize("hook", ["sedkit_run_start", "sedkit_epoch_end"])
+def test_plugin_failing_during_a_run_is_one_message_and_marks_it_failed(
+    hook, monkeypatch, capsys, tmp_path
+):
+    """A lifecycle hook failing before the run completed: the run is marked failed (so that
+    ``--resume`` accepts it), one line names the plugin and the hook, exit 1."""
+    from sedkit import cli
+    from sedkit import plugins as plugins_module
+
+    plugins = Plugins.load(
+        builtins_only=True,
+        disabled={"reporting"},
+        extra=[("toy", rs.toy_plugin), ("broken_logger", _plugin_failing_in(hook))],
+    )
+    monkeypatch.setattr(plugins_module, "_loaded", plugins)
+    run_dir = tmp_path / "run"
+    code = cli.main(["run", str(_toy_recipe(tmp_path, epochs=2)), "--run-dir", str(run_dir)])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err, err[-3000:]
+    lines = [line for line in err.splitlines() if line.startswith("sedkit: error:")]
+    assert lines == [
+        f"sedkit: error: plugin 'broken_logger' failed in {hook}: OSError: log server unreachable"
+    ]
+    assert _status(run_dir) == "failed"
+    if hook == "sedkit_epoch_end":  # epoch 1 was checkpointed before the hook ran
+        assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["epoch"] == 1
 
 
 def test_run_with_classes_absent_from_validation_completes(

@@ -239,12 +239,7 @@ def test_strong_row_without_label_lists_a_clip_without_events(tmp_path):
     }
 
 
-# ------------------------------------------------------------------------ sedkit's gaps (xfail)
-@pytest.mark.xfail(
-    strict=True,
-    reason="training TSV readers open files as utf-8, so a BOM becomes part of the first "
-    "column name (sedkit.data.labels._read_rows should use utf-8-sig, as scoring/io does)",
-)
+# ------------------------------------------------------ encodings, repeats, impossible values
 @pytest.mark.parametrize("reader", sorted(EQUIVALENT))
 def test_byte_order_mark_is_ignored(reader, tmp_path):
     clean_text = EQUIVALENT[reader][0]
@@ -255,10 +250,6 @@ def test_byte_order_mark_is_ignored(reader, tmp_path):
     assert READERS[reader](bom) == READERS[reader](clean)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="csv decodes ahead in blocks, so a non-UTF-8 byte on line 3 is reported on line 1",
-)
 def test_non_utf8_byte_names_its_line(tmp_path):
     path = tmp_path / "latin1.tsv"
     path.write_bytes((STRONG + "a.wav\t0\t1\tDog\ncaf\xe9.wav\t0\t1\tDog\n").encode("latin-1"))
@@ -268,10 +259,6 @@ def test_non_utf8_byte_names_its_line(tmp_path):
     assert "UTF-8" in str(info.value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a column named twice silently takes the last one's values",
-)
 def test_column_named_twice_is_an_error_on_the_header_line(tmp_path):
     path = tmp_path / "twice.tsv"
     path.write_text("filename\tonset\toffset\tevent_label\tonset\na.wav\t0\t1\tDog\t5\n")
@@ -279,10 +266,6 @@ def test_column_named_twice_is_an_error_on_the_header_line(tmp_path):
         read_strong_tsv(path, DESED_CLASSES)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="read_durations_tsv keeps the last of two different durations of one clip silently",
-)
 def test_conflicting_durations_of_one_clip_are_an_error(tmp_path):
     path = tmp_path / "d.tsv"
     path.write_text("filename\tduration\na.wav\t10\nb.wav\t5\na.wav\t9\n")
@@ -290,11 +273,6 @@ def test_conflicting_durations_of_one_clip_are_an_error(tmp_path):
         read_durations_tsv(path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an exactly repeated strong row is kept twice: in validation ground truth it "
-    "becomes a second reference event that no detection can match (a false negative)",
-)
 def test_exactly_repeated_strong_row_is_one_event(tmp_path):
     path = tmp_path / "s.tsv"
     path.write_text(STRONG + "a.wav\t0\t1\tDog\na.wav\t0.0\t1.0\tDog\na.wav\t0\t2\tDog\n")

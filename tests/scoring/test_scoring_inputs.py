@@ -386,3 +386,38 @@ def test_folder_files_without_threshold_are_skipped_with_a_warning(tmp_path, gt,
     assert {"psds1", "psds2"} <= set(json.loads(out))
     det = folder / "det_0.5.tsv"
     assert_user_error(["--ref", gt, "--est", det, "--plot-dir", tmp_path], capsys, "", "--est DIR")
+
+
+def test_per_class_psd_roc_with_classes_absent_from_the_reference(tmp_path, monkeypatch):
+    """``classes`` may name classes without reference events (a system's classes); psds_eval's
+    per-class curves cover only the classes *it* knows (from the reference), so the plot gets
+    psds_eval's class list, one name per curve, "world" last, and the scores do not change."""
+    psds_eval = pytest.importorskip("psds_eval")
+    gt = write(tmp_path / "gt.tsv", [HEADER, *GT_ROWS])
+    det = write(tmp_path / "det.tsv", [HEADER, *DET_ROWS])
+    (tmp_path / "d.tsv").write_text(DURATIONS)
+    real_plot = psds_eval.plot_per_class_psd_roc
+    calls = []
+
+    def recording_plot(psd, class_names, **kwargs):
+        calls.append((psd.yp.shape[0], list(class_names)))
+        return real_plot(psd, class_names, **kwargs)
+
+    monkeypatch.setattr(psds_eval, "plot_per_class_psd_roc", recording_plot)
+    common = dict(
+        ground_truth=gt,
+        detections=det,
+        durations=tmp_path / "d.tsv",
+        psds_detections={0.5: det},
+        psds_scenarios=[PSDSParams("psds_small", 0.5, 0.5, 0.3, 0.0, 0.0, 100.0)],
+        n_jobs=1,
+    )
+    # "Cat" and "Alarm" have no reference event; the system's order is not alphabetical.
+    classes = ["Speech", "Cat", "Dog", "Alarm"]
+    plots = tmp_path / "plots"
+    metrics = score_sed(**common, classes=classes, plot_dir=plots)
+    assert calls == [(2, ["Dog", "Speech", "world"])]
+    assert (plots / "psds_small_roc.png").read_bytes().startswith(b"\x89PNG")
+    assert (plots / "psds_small_roc_per_class.png").read_bytes().startswith(b"\x89PNG")
+    assert list(metrics["classwise"]) == classes
+    assert metrics["psds_small"] == score_sed(**common, classes=classes)["psds_small"]
