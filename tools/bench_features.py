@@ -17,6 +17,7 @@ import platform
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -89,21 +90,33 @@ def build(
     return data, extractor, time.perf_counter() - started
 
 
+def best_rate(repeats: int, one_pass: Callable[[], int]) -> float:
+    """Best over ``repeats`` of items/s, ``one_pass()`` returning how many items it handled
+    (the best run is the one least disturbed by other work on the machine)."""
+    rates = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        n = one_pass()
+        rates.append(n / (time.perf_counter() - started))
+    return max(rates)
+
+
 def clips_per_s(
     data: DESEDData, extractor: FeatureExtractor, repeats: int, *, features: bool = True
 ) -> float:
     """Best over repeats of clips/s for a full pass: load, then (with ``features``) the
     un-normalised features of each batch."""
-    rates = []
-    for _ in range(repeats):
-        n, started = 0, time.perf_counter()
+
+    def one_pass() -> int:
+        n = 0
         with torch.no_grad():
             for batch in data.val_loader():
                 if features:
                     extractor.extract(batch)
                 n += len(batch)
-        rates.append(n / (time.perf_counter() - started))
-    return max(rates)
+        return n
+
+    return best_rate(repeats, one_pass)
 
 
 def run(args: argparse.Namespace) -> list[tuple[str, float]]:
@@ -114,15 +127,20 @@ def run(args: argparse.Namespace) -> list[tuple[str, float]]:
     with tempfile.TemporaryDirectory(prefix="sedkit-bench-") as tmp:
         root = Path(tmp) / "tree"
         make_tree(root, args.clips, args.duration, args.sample_rate)
-        for workers in args.workers:
-            data, extractor, _ = build(
-                root,
-                features,
-                args.duration,
-                cache=False,
-                workers=workers,
-                batch_size=args.batch_size,
-            )
+
+        def per_worker_count(cache: bool) -> Iterator[tuple[int, DESEDData, FeatureExtractor]]:
+            for workers in args.workers:
+                data, extractor, _ = build(
+                    root,
+                    features,
+                    args.duration,
+                    cache=cache,
+                    workers=workers,
+                    batch_size=args.batch_size,
+                )
+                yield workers, data, extractor
+
+        for workers, data, extractor in per_worker_count(cache=False):
             rate = clips_per_s(data, extractor, args.repeats)
             results.append((f"on the fly (read + log-mel), {workers} loader workers", rate))
             if workers == 0:
@@ -132,28 +150,22 @@ def run(args: argparse.Namespace) -> list[tuple[str, float]]:
             root, features, args.duration, cache=True, workers=0, batch_size=args.batch_size
         )
         results.append(("filling the cache (once per feature setting)", (args.clips + 1) / setup_s))
-        for workers in args.workers:
-            data, extractor, _ = build(
-                root,
-                features,
-                args.duration,
-                cache=True,
-                workers=workers,
-                batch_size=args.batch_size,
-            )
+        for workers, data, extractor in per_worker_count(cache=True):
             rate = clips_per_s(data, extractor, args.repeats)
             results.append((f"cached features (memory-mapped), {workers} loader workers", rate))
         audio = torch.randn(args.batch_size, int(args.duration * args.sample_rate))
         n_batches = max(1, args.clips // args.batch_size)
-        rates = []
-        with torch.no_grad():
-            extractor.spectrogram(audio)  # warm-up: first-call allocations
-            for _ in range(args.repeats):
-                started = time.perf_counter()
+
+        def log_mel_pass() -> int:
+            with torch.no_grad():
                 for _ in range(n_batches):
                     extractor.spectrogram(audio)
-                rates.append(n_batches * args.batch_size / (time.perf_counter() - started))
-        results.append(("log-mel alone, audio already in memory", max(rates)))
+            return n_batches * args.batch_size
+
+        with torch.no_grad():
+            extractor.spectrogram(audio)  # warm-up: first-call allocations
+        rate = best_rate(args.repeats, log_mel_pass)
+        results.append(("log-mel alone, audio already in memory", rate))
     return results
 
 

@@ -27,6 +27,12 @@ from sedkit.data.classification import (
     read_clip_list,
 )
 from sedkit.errors import InputFileError
+from sedkit_plugins.data.classification_classes import (
+    INSTRUMENT_FAMILIES,
+    SCENE_CLASSES,
+    SCENES3_CLASSES,
+    TAU_SCENE_TO_CLASS,
+)
 
 __all__ = [
     "InstrumentsData",
@@ -36,45 +42,6 @@ __all__ = [
     "ScenesData",
     "ScenesParams",
 ]
-
-# Kept here (not imported from the generator) so that loading the plugin stays cheap; the
-# synth tests check that both lists agree.
-SCENE_CLASSES = [
-    "bus",
-    "cafe_restaurant",
-    "city_center",
-    "forest_path",
-    "grocery_store",
-    "home",
-    "library",
-    "metro_station",
-    "office",
-    "park",
-]
-INSTRUMENT_FAMILIES = [
-    "bass",
-    "brass",
-    "flute",
-    "guitar",
-    "keyboard",
-    "mallet",
-    "organ",
-    "reed",
-    "string",
-    "vocal",
-]
-TAU_SCENE_TO_CLASS = {
-    "airport": "indoor",
-    "shopping_mall": "indoor",
-    "metro_station": "indoor",
-    "street_pedestrian": "outdoor",
-    "public_square": "outdoor",
-    "street_traffic": "outdoor",
-    "park": "outdoor",
-    "tram": "transportation",
-    "bus": "transportation",
-    "metro": "transportation",
-}
 
 
 def _synthesizer(name: str):
@@ -86,8 +53,7 @@ def _synthesizer(name: str):
     ) -> Path:
         from sedkit_plugins.data import classification_synth
 
-        build = getattr(classification_synth, f"synthesize_{name}")
-        return build(out_dir, preset=preset, seed=seed, log=log)
+        return classification_synth.synthesize(name, out_dir, preset=preset, seed=seed, log=log)
 
     synthesize.__doc__ = f"Build the embedded {name} benchmark in ``out_dir``; returns its card."
     return synthesize
@@ -149,7 +115,7 @@ class Scenes3Params(ClassificationParams):
     train_list: str = "evaluation_setup/fold1_train.csv"
     test_list: str | None = "evaluation_setup/fold1_evaluate.csv"
     list_columns: list[str] = field(default_factory=lambda: ["filename", "label"])
-    classes: list[str] = field(default_factory=lambda: ["indoor", "outdoor", "transportation"])
+    classes: list[str] = field(default_factory=lambda: list(SCENES3_CLASSES))
     label_map: dict[str, str] = field(default_factory=lambda: dict(TAU_SCENE_TO_CLASS))
     meta_csv: str | None = "meta.csv"
     clip_duration_s: float = 10.0

@@ -27,14 +27,6 @@ what is being drawn (location, clip), so files are byte-identical for a preset a
 
 from __future__ import annotations
 
-import concurrent.futures
-import functools
-import json
-import multiprocessing
-import os
-import shutil
-import time
-import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -44,49 +36,32 @@ import numpy as np
 import soundfile as sf
 
 import sedkit
-from sedkit.errors import UserError
+from sedkit_plugins.data.classification_classes import (
+    INSTRUMENT_FAMILIES,
+    SCENE_CLASSES,
+    SCENES3_CLASSES,
+    TAU_SCENE_TO_CLASS,
+)
+from sedkit_plugins.data.synth_common import (
+    band,
+    build_into,
+    check_preset,
+    config_for_card,
+    fast_len_at_least,
+    filter_magnitude,
+    rfft_freqs,
+    run_jobs,
+    seeded_rng,
+    tilt,
+    unit_rms,
+    write_json,
+    write_lines,
+    write_table,
+)
 
 #: Bumped whenever a change alters the generated files for a given seed and preset.
 GENERATOR_VERSION = "1.0"
 
-SCENE_CLASSES: tuple[str, ...] = (
-    "bus",
-    "cafe_restaurant",
-    "city_center",
-    "forest_path",
-    "grocery_store",
-    "home",
-    "library",
-    "metro_station",
-    "office",
-    "park",
-)
-INSTRUMENT_FAMILIES: tuple[str, ...] = (
-    "bass",
-    "brass",
-    "flute",
-    "guitar",
-    "keyboard",
-    "mallet",
-    "organ",
-    "reed",
-    "string",
-    "vocal",
-)
-#: TAU Urban Acoustic Scenes 2020: fine scene -> coarse class of DCASE 2020 task 1B.
-TAU_SCENE_TO_CLASS: dict[str, str] = {
-    "airport": "indoor",
-    "shopping_mall": "indoor",
-    "metro_station": "indoor",
-    "street_pedestrian": "outdoor",
-    "public_square": "outdoor",
-    "street_traffic": "outdoor",
-    "park": "outdoor",
-    "tram": "transportation",
-    "bus": "transportation",
-    "metro": "transportation",
-}
-SCENES3_CLASSES: tuple[str, ...] = ("indoor", "outdoor", "transportation")
 TAU_CITIES: tuple[str, ...] = (
     "barcelona",
     "helsinki",
@@ -101,14 +76,6 @@ TAU_CITIES: tuple[str, ...] = (
 )
 
 Log = Any  # a logging.Logger, a callable taking one message, or None
-
-
-def _say(log: Log) -> Callable[[str], None]:
-    """A one-argument message function from a logger (``.info``), a callable or None."""
-    if log is None:
-        return lambda message: None
-    info = getattr(log, "info", None)
-    return info if callable(info) else log
 
 
 # --------------------------------------------------------------------------------------------
@@ -205,44 +172,10 @@ SCENES3_PRESETS: dict[str, Scenes3Config] = {
 # --------------------------------------------------------------------------------------------
 # Signal helpers
 # --------------------------------------------------------------------------------------------
-def _key(name: str) -> int:
-    """A stable integer for a name (seed material)."""
-    return zlib.crc32(name.encode("utf-8"))
-
-
-def _rng(seed: int, *parts: int | str) -> np.random.Generator:
-    return np.random.default_rng(
-        np.random.SeedSequence([seed, *(p if isinstance(p, int) else _key(p) for p in parts)])
-    )
-
-
-@functools.lru_cache(maxsize=8)
-def _freqs(n: int, sr: int) -> np.ndarray:
-    """The rfft frequency grid (cached: clips of one build share their length)."""
-    f = np.fft.rfftfreq(n, 1.0 / sr)
-    f.flags.writeable = False
-    return f
-
-
-def _band(f: np.ndarray, low_hz: float, high_hz: float, order: int = 2) -> np.ndarray:
-    """Butterworth-like band-pass magnitude response."""
-    f = np.maximum(f, 1e-3)
-    return 1.0 / np.sqrt((1.0 + (low_hz / f) ** (2 * order)) * (1.0 + (f / high_hz) ** (2 * order)))
-
-
-def _tilt(f: np.ndarray, exponent: float, ref_hz: float = 1000.0) -> np.ndarray:
-    """Power-law magnitude (-0.5 pink, -1 brown)."""
-    return (np.maximum(f, 20.0) / ref_hz) ** exponent
-
-
 def _peak(f: np.ndarray, centre_hz: float, gain_db: float, octaves: float) -> np.ndarray:
     """A bell-shaped EQ peak in dB on a log-frequency axis, as a magnitude factor."""
     distance = np.log2(np.maximum(f, 1.0) / centre_hz) / octaves
     return 10.0 ** (gain_db * np.exp(-0.5 * distance**2) / 20.0)
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / (np.sqrt(np.mean(x**2)) + 1e-12)
 
 
 def _noise(rng: np.random.Generator, n: int, magnitude: np.ndarray) -> np.ndarray:
@@ -252,7 +185,7 @@ def _noise(rng: np.random.Generator, n: int, magnitude: np.ndarray) -> np.ndarra
     saves one FFT per noise."""
     m = n // 2 + 1
     spectrum = rng.standard_normal(m) + 1j * rng.standard_normal(m)
-    return _unit(np.fft.irfft(spectrum * magnitude, n))
+    return unit_rms(np.fft.irfft(spectrum * magnitude, n))
 
 
 def _walk(rng: np.random.Generator, n: int, sr: int, rate_hz: float) -> np.ndarray:
@@ -303,27 +236,6 @@ def _saw(f0: np.ndarray, sr: int, rng: np.random.Generator) -> np.ndarray:
     return 2.0 * (cycles - np.floor(cycles)) - 1.0
 
 
-def _filter(x: np.ndarray, magnitude: np.ndarray) -> np.ndarray:
-    """Zero-phase filtering of ``x`` by a magnitude response on its rfft grid."""
-    return np.fft.irfft(np.fft.rfft(x) * magnitude, len(x))
-
-
-def _fast_len(n: int) -> int:
-    """The smallest 5-smooth number (2^a 3^b 5^c) >= ``n``: a fast FFT length."""
-    best = 1 << int(np.ceil(np.log2(n)))
-    p5 = 1
-    while p5 < 2 * n:
-        p35 = p5
-        while p35 < 2 * n:
-            m = p35
-            while m < n:
-                m *= 2
-            best = min(best, m)
-            p35 *= 3
-        p5 *= 5
-    return best
-
-
 def _room_and_colour(x: np.ndarray, sr: int, rng: np.random.Generator, place: Place) -> np.ndarray:
     """Reverberation (an exponentially decaying noise impulse response after the direct
     sound) and the place's colouring (tilt, high-pass, EQ peaks), in one FFT pass."""
@@ -332,9 +244,9 @@ def _room_and_colour(x: np.ndarray, sr: int, rng: np.random.Generator, place: Pl
     tail = rng.standard_normal(m) * np.exp(-6.91 * t / place.rt60_s)
     tail *= 10.0 ** (-place.drr_db / 20.0) / (np.sqrt(np.sum(tail**2)) + 1e-12)
     rir = np.concatenate([[1.0], tail])
-    size = _fast_len(len(x) + len(rir))
-    f = _freqs(size, sr)
-    colour = _tilt(f, place.tilt) * _band(f, place.highpass_hz, 0.49 * sr, order=1)
+    size = fast_len_at_least(len(x) + len(rir))
+    f = rfft_freqs(size, sr)
+    colour = tilt(f, place.tilt) * band(f, place.highpass_hz, 0.49 * sr, order=1)
     for centre, gain, width in place.eq:
         colour = colour * _peak(f, centre, gain, width)
     spectrum = np.fft.rfft(x, size) * np.fft.rfft(rir, size) * colour
@@ -348,7 +260,7 @@ def _write_wav(path: Path, x: np.ndarray, sr: int) -> None:
 
 def _level(x: np.ndarray, rms_dbfs: float) -> np.ndarray:
     """Scale to an RMS level, then down further if the peak would clip."""
-    y = _unit(x) * 10.0 ** (rms_dbfs / 20.0)
+    y = unit_rms(x) * 10.0 ** (rms_dbfs / 20.0)
     peak = float(np.max(np.abs(y)))
     return y * (0.97 / peak) if peak > 0.97 else y
 
@@ -358,30 +270,30 @@ def _level(x: np.ndarray, rms_dbfs: float) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 def bed_traffic(rng: np.random.Generator, n: int, sr: int, p: dict) -> np.ndarray:
     """Road traffic: low rumble plus passing vehicles (swells of band noise)."""
-    f = _freqs(n, sr)
-    rumble = _noise(rng, n, _tilt(f, -1.0) * _band(f, 30.0, p["cutoff_hz"]))
+    f = rfft_freqs(n, sr)
+    rumble = _noise(rng, n, tilt(f, -1.0) * band(f, 30.0, p["cutoff_hz"]))
     rumble *= 1.0 + 0.3 * _walk(rng, n, sr, 0.5)
     swells = np.zeros(n)
     t = np.arange(n) / sr
     for centre in rng.uniform(-1.0, n / sr + 1.0, size=rng.poisson(p["passes_per_s"] * n / sr)):
         swells += np.exp(-0.5 * ((t - centre) / rng.uniform(0.4, 1.5)) ** 2)
-    passes = _noise(rng, n, _tilt(f, -0.5) * _band(f, 150.0, 2.5 * p["cutoff_hz"])) * swells
+    passes = _noise(rng, n, tilt(f, -0.5) * band(f, 150.0, 2.5 * p["cutoff_hz"])) * swells
     return rumble + 1.5 * passes
 
 
 def bed_engine(rng: np.random.Generator, n: int, sr: int, p: dict) -> np.ndarray:
     """A vehicle engine or electric drive: harmonic drone with a wandering speed, and noise."""
     f0 = p["f0_hz"] * (1.0 + 0.03 * _walk(rng, n, sr, 0.3))
-    f = _freqs(n, sr)
+    f = rfft_freqs(n, sr)
     # A sawtooth has 1/k partials; the tilt makes them fall off as k^-rolloff.
-    tone = _filter(_saw(f0, sr, rng), _tilt(f, 1.0 - p["rolloff"], p["f0_hz"]))
-    return _unit(tone) + 0.7 * _noise(rng, n, _tilt(f, -1.0) * _band(f, 40.0, 1500.0))
+    tone = filter_magnitude(_saw(f0, sr, rng), tilt(f, 1.0 - p["rolloff"], p["f0_hz"]))
+    return unit_rms(tone) + 0.7 * _noise(rng, n, tilt(f, -1.0) * band(f, 40.0, 1500.0))
 
 
 def bed_babble(rng: np.random.Generator, n: int, sr: int, p: dict) -> np.ndarray:
     """Crowd babble: voiced harmonic streams and breathy noise, syllable-rate modulated,
     through speech formant regions (``formant_shift`` varies by place)."""
-    f = _freqs(n, sr)
+    f = rfft_freqs(n, sr)
     shift = p["formant_shift"]
     formants = _peak(f, 500 * shift, 12, 0.6) * _peak(f, 1500 * shift, 9, 0.6)
     out = np.zeros(n)
@@ -389,23 +301,23 @@ def bed_babble(rng: np.random.Generator, n: int, sr: int, p: dict) -> np.ndarray
         am = np.clip(_walk(rng, n, sr, rng.uniform(3.0, 6.0)) + 0.3, 0.0, None)
         f0 = rng.uniform(90, 240) * (1.0 + 0.08 * _walk(rng, n, sr, 2.0))
         out += am * _saw(f0, sr, rng)
-    voiced = np.fft.irfft(np.fft.rfft(out) * formants * _band(f, 100, 4000), n)
-    breath = _noise(rng, n, formants * _band(f, 200, 6000))
-    return _unit(voiced) + 0.4 * breath * (1 + 0.5 * _walk(rng, n, sr, 4.0))
+    voiced = np.fft.irfft(np.fft.rfft(out) * formants * band(f, 100, 4000), n)
+    breath = _noise(rng, n, formants * band(f, 200, 6000))
+    return unit_rms(voiced) + 0.4 * breath * (1 + 0.5 * _walk(rng, n, sr, 4.0))
 
 
 def bed_wind(rng: np.random.Generator, n: int, sr: int, p: dict) -> np.ndarray:
     """Wind in gusts (broad noise whose level follows a slow walk)."""
-    f = _freqs(n, sr)
+    f = rfft_freqs(n, sr)
     gust = np.clip(1.0 + 0.6 * _walk(rng, n, sr, p["gust_hz"]), 0.1, None)
-    return _noise(rng, n, _tilt(f, -0.8) * _band(f, 40.0, 3000.0)) * gust
+    return _noise(rng, n, tilt(f, -0.8) * band(f, 40.0, 3000.0)) * gust
 
 
 def bed_foliage(rng: np.random.Generator, n: int, sr: int, p: dict) -> np.ndarray:
     """Rustling leaves or water: high band noise with fast random amplitude."""
-    f = _freqs(n, sr)
+    f = rfft_freqs(n, sr)
     am = np.clip(1.0 + 0.8 * _walk(rng, n, sr, p["flutter_hz"]), 0.05, None)
-    return _noise(rng, n, _band(f, p["low_hz"], min(9000.0, 0.45 * sr))) * am
+    return _noise(rng, n, band(f, p["low_hz"], min(9000.0, 0.45 * sr))) * am
 
 
 def bed_hum(rng: np.random.Generator, n: int, sr: int, p: dict) -> np.ndarray:
@@ -415,15 +327,15 @@ def bed_hum(rng: np.random.Generator, n: int, sr: int, p: dict) -> np.ndarray:
         rng.uniform(0.2, 1.0) / k * np.sin(2 * np.pi * k * p["hum_hz"] * t + rng.uniform(0, 6.3))
         for k in range(1, 6)
     )
-    f = _freqs(n, sr)
-    air = _noise(rng, n, _tilt(f, -0.5) * _band(f, 100.0, p["air_hz"]))
-    return 0.6 * _unit(tone) + air
+    f = rfft_freqs(n, sr)
+    air = _noise(rng, n, tilt(f, -0.5) * band(f, 100.0, p["air_hz"]))
+    return 0.6 * unit_rms(tone) + air
 
 
 def bed_room(rng: np.random.Generator, n: int, sr: int, p: dict) -> np.ndarray:
     """Quiet room tone: pink-ish noise."""
-    f = _freqs(n, sr)
-    return _noise(rng, n, _tilt(f, -0.6) * _band(f, 30.0, 8000.0))
+    f = rfft_freqs(n, sr)
+    return _noise(rng, n, tilt(f, -0.6) * band(f, 30.0, 8000.0))
 
 
 def bed_music(rng: np.random.Generator, n: int, sr: int, p: dict) -> np.ndarray:
@@ -446,8 +358,8 @@ def bed_music(rng: np.random.Generator, n: int, sr: int, p: dict) -> np.ndarray:
 def ev_step(rng: np.random.Generator, sr: int, p: dict) -> np.ndarray:
     """A footstep: a short low thump with a click."""
     m = int(0.08 * sr)
-    f = _freqs(m, sr)
-    return _noise(rng, m, _band(f, 60.0, p["step_hz"])) * _decay(m, sr, 0.015)
+    f = rfft_freqs(m, sr)
+    return _noise(rng, m, band(f, 60.0, p["step_hz"])) * _decay(m, sr, 0.015)
 
 
 def ev_chirp(rng: np.random.Generator, sr: int, p: dict) -> np.ndarray:
@@ -488,9 +400,9 @@ def ev_typing(rng: np.random.Generator, sr: int, p: dict) -> np.ndarray:
     keys = int(rng.integers(3, 15))
     out = np.zeros(int(keys * 0.2 * sr) + int(0.02 * sr))
     m = int(0.012 * sr)
-    f = _freqs(m, sr)
+    f = rfft_freqs(m, sr)
     for start in np.cumsum(rng.uniform(0.06, 0.2, size=keys)) * sr:
-        click = _noise(rng, m, _band(f, 1500.0, 7000.0)) * _decay(m, sr, 0.003)
+        click = _noise(rng, m, band(f, 1500.0, 7000.0)) * _decay(m, sr, 0.003)
         out[int(start) : int(start) + m] += click[: len(out) - int(start)]
     return 0.5 * out
 
@@ -498,8 +410,8 @@ def ev_typing(rng: np.random.Generator, sr: int, p: dict) -> np.ndarray:
 def ev_page(rng: np.random.Generator, sr: int, p: dict) -> np.ndarray:
     """Paper handling: a short swoosh of high band noise."""
     m = int(rng.uniform(0.15, 0.5) * sr)
-    f = _freqs(m, sr)
-    return _noise(rng, m, _band(f, 1500.0, 7500.0)) * np.hanning(m)
+    f = rfft_freqs(m, sr)
+    return _noise(rng, m, band(f, 1500.0, 7500.0)) * np.hanning(m)
 
 
 def ev_chime(rng: np.random.Generator, sr: int, p: dict) -> np.ndarray:
@@ -516,8 +428,8 @@ def ev_chime(rng: np.random.Generator, sr: int, p: dict) -> np.ndarray:
 def ev_rail(rng: np.random.Generator, sr: int, p: dict) -> np.ndarray:
     """Wheels over a rail joint: a pair of low thumps."""
     m = int(0.07 * sr)
-    f = _freqs(m, sr)
-    thump = _noise(rng, m, _band(f, 40.0, 400.0)) * _decay(m, sr, 0.02)
+    f = rfft_freqs(m, sr)
+    thump = _noise(rng, m, band(f, 40.0, 400.0)) * _decay(m, sr, 0.02)
     gap = np.zeros(int(p["bogie_s"] * sr))
     return np.concatenate([thump, gap, thump])
 
@@ -534,8 +446,8 @@ def ev_squeal(rng: np.random.Generator, sr: int, p: dict) -> np.ndarray:
 def ev_thud(rng: np.random.Generator, sr: int, p: dict) -> np.ndarray:
     """A door, a bag put down: a low thud."""
     m = int(0.25 * sr)
-    f = _freqs(m, sr)
-    return _noise(rng, m, _band(f, 40.0, 250.0)) * _decay(m, sr, 0.05)
+    f = rfft_freqs(m, sr)
+    return _noise(rng, m, band(f, 40.0, 250.0)) * _decay(m, sr, 0.05)
 
 
 BEDS: dict[str, Callable] = {
@@ -738,14 +650,14 @@ def _draw_place(
     for name, (low, high) in recipe.params:
         params[name] = rng.uniform(low, high)
     eq = [(rng.uniform(150, 6000), rng.uniform(-6, 6), rng.uniform(0.5, 1.5)) for _ in range(2)]
-    tilt = rng.uniform(-0.25, 0.25)
+    colour_tilt = rng.uniform(-0.25, 0.25)
     if city is not None:
         # A city: its mains frequency, the timbre of its crowds and streets, and its own
         # colouring on top of each place's.
         params["formant_shift"] = city["formant_shift"] * rng.uniform(0.95, 1.05)
         params["cutoff_hz"] *= city["traffic_scale"]
         eq.append((city["eq_hz"], city["eq_db"], 1.0))
-        tilt += city["tilt"]
+        colour_tilt += city["tilt"]
     if city is not None and rng.random() < 0.6:
         params["hum_hz"] = city["mains_hz"]
     return Place(
@@ -754,7 +666,7 @@ def _draw_place(
         event_factors={e: float(np.exp(rng.normal(0.0, 0.5))) for e in EVENTS},
         rt60_s=rng.uniform(*recipe.rt60_s),
         drr_db=rng.uniform(0.0, 10.0),
-        tilt=tilt,
+        tilt=colour_tilt,
         eq=tuple(eq),
         highpass_hz=rng.uniform(20.0, 150.0),
         level_dbfs=rng.uniform(-32.0, -20.0),
@@ -787,7 +699,7 @@ def render_scene(
             beds[bed] = rng.uniform(low, high)
     for bed in sorted(beds):
         gain_db = beds[bed] + place.bed_offsets_db[bed] + rng.uniform(-2.0, 2.0)
-        mix += 10.0 ** (gain_db / 20.0) * _unit(BEDS[bed](rng, n, sr, place.params))
+        mix += 10.0 ** (gain_db / 20.0) * unit_rms(BEDS[bed](rng, n, sr, place.params))
     for event in sorted(recipe.events):
         layer = np.zeros(n)
         rate = recipe.events[event] * place.event_factors[event]
@@ -956,9 +868,9 @@ def render_note(
         if inst.brightness_attack > 0 and k > 0:
             partial *= 1.0 + inst.brightness_attack * k / 4 * np.exp(-t / 0.08)
         tone += partial
-    tone = _unit(tone)
-    f = _freqs(n, sr)
-    noise = _noise(rng, n, _band(f, *inst.noise_band_hz))
+    tone = unit_rms(tone)
+    f = rfft_freqs(n, sr)
+    noise = _noise(rng, n, band(f, *inst.noise_band_hz))
     if np.isfinite(inst.decay_s):
         noise *= np.exp(-t / 0.05)  # pluck / hammer noise
     x = tone + inst.noise_level * noise
@@ -977,50 +889,17 @@ def render_note(
 def _scene_job(job: tuple) -> None:
     """Render and write one scene clip: ``(path, seed parts, recipe, place, n, sr)``."""
     path, seed_parts, recipe, place, n, sr = job
-    _write_wav(path, render_scene(_rng(*seed_parts), recipe, place, n, sr), sr)
+    _write_wav(path, render_scene(seeded_rng(*seed_parts), recipe, place, n, sr), sr)
 
 
 def _note_job(job: tuple) -> None:
     """Render and write one note: ``(path, seed parts, instrument, pitch, velocity, n, sr)``."""
     path, seed_parts, inst, pitch, velocity, n, sr = job
-    _write_wav(path, render_note(_rng(*seed_parts), inst, pitch, velocity, n, sr), sr)
-
-
-def _run_jobs(fn: Callable[[tuple], None], jobs: list[tuple], n_workers: int) -> None:
-    """Run jobs in order, or in ``n_workers`` spawned processes (every job carries its own
-    seed, so the files do not depend on the number of workers)."""
-    if n_workers <= 1 or len(jobs) < 2:
-        for job in jobs:
-            fn(job)
-        return
-    context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(n_workers, mp_context=context) as pool:
-        list(pool.map(fn, jobs, chunksize=max(1, len(jobs) // (8 * n_workers))))
-
-
-def _staging(out_dir: Path) -> Path:
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise UserError(f"{out_dir}: output folder exists and is not empty; choose another one")
-    staging = out_dir.parent / f".{out_dir.name}.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    return staging
-
-
-def _finish(staging: Path, out_dir: Path) -> None:
-    if out_dir.exists():
-        out_dir.rmdir()  # empty, checked by _staging
-    os.replace(staging, out_dir)
-
-
-def _write_table(path: Path, header: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lines = ["\t".join(header)] + ["\t".join(str(v) for v in row) for row in rows]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    _write_wav(path, render_note(seeded_rng(*seed_parts), inst, pitch, velocity, n, sr), sr)
 
 
 def _write_card(staging: Path, card: dict, description: list[str]) -> None:
-    (staging / "dataset_card.json").write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    write_json(staging / "dataset_card.json", card)
     counts = card["clips_per_class"]
     lines = [
         f"# {card['name']}",
@@ -1044,7 +923,7 @@ def _write_card(staging: Path, card: dict, description: list[str]) -> None:
         "Synthetic data: results on it are comparable with each other, not with the papers "
         "that used the real datasets.",
     ]
-    (staging / "dataset_card.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_lines(staging / "dataset_card.md", lines)
 
 
 def _card(name: str, generator: str, preset: str, seed: int, config: Any, **extra: Any) -> dict:
@@ -1058,8 +937,7 @@ def _card(name: str, generator: str, preset: str, seed: int, config: Any, **extr
         "seed": seed,
         "sample_rate": config.sample_rate,
         "clip_duration_s": config.clip_duration_s,
-        # n_workers is left out: it never changes the files, and the card is one of them.
-        "config": {k: v for k, v in asdict(config).items() if k != "n_workers"},
+        "config": config_for_card(config),
         **extra,
     }
 
@@ -1071,10 +949,82 @@ def _per_class(rows: Sequence[tuple[str, str, str]]) -> dict[str, int]:
     return counts
 
 
-def _check_preset(preset: str, presets: dict) -> Any:
-    if preset not in presets:
-        raise UserError(f"unknown synth preset {preset!r}; choose from {', '.join(presets)}")
-    return presets[preset]
+#: Per split of a TUT-like build: (filename, label, location) of each clip.
+SplitRows = dict[str, list[tuple[str, str, str]]]
+
+
+def _write_tut_lists(staging: Path, rows: SplitRows) -> list[tuple[str, str, str, str]]:
+    """``meta.tsv`` and ``evaluation_setup/<split>.tsv`` of the TUT-like layout shared by
+    ``scenes`` and ``instruments``; returns the meta rows."""
+    meta = [(f, lab, split, loc) for split in rows for f, lab, loc in rows[split]]
+    write_table(staging / "meta.tsv", ("filename", "label", "fold", "location"), meta)
+    for split in rows:
+        header = ("filename", "label", "location")
+        write_table(staging / f"evaluation_setup/{split}.tsv", header, rows[split])
+    return meta
+
+
+def _tut_card_fields(classes: Sequence[str], rows: SplitRows) -> dict[str, Any]:
+    """Card fields of a TUT-like build (classes, clip counts, list files)."""
+    return {
+        "classes": list(classes),
+        "n_clips": sum(len(r) for r in rows.values()),
+        "clips_per_class": {s: _per_class(rows[s]) for s in rows},
+        "files": ["meta.tsv", "evaluation_setup/train.tsv", "evaluation_setup/test.tsv"],
+    }
+
+
+def _clip_samples(config: SceneConfig | InstrumentConfig | Scenes3Config) -> tuple[int, int]:
+    """Sample rate and samples per clip of a build."""
+    return config.sample_rate, int(round(config.clip_duration_s * config.sample_rate))
+
+
+def _write_scenes(
+    staging: Path, say: Callable[[str], None], config: SceneConfig, preset: str, seed: int
+) -> str:
+    """Render and write a ``scenes`` build into ``staging``; returns the summary line."""
+    sr, n = _clip_samples(config)
+    splits = {
+        "train": (config.train_locations, config.clips_per_train_location),
+        "test": (config.test_locations, config.clips_per_test_location),
+    }
+    rows: SplitRows = {"train": [], "test": []}
+    jobs: list[tuple] = []
+    location_id = 0
+    for scene in SCENE_CLASSES:
+        recipe = SCENE_RECIPES[scene]
+        for split, (n_locations, n_clips) in splits.items():
+            for _ in range(n_locations):
+                location = f"l{location_id:03d}"
+                location_id += 1
+                place = _draw_place(seeded_rng(seed, "scenes", scene, location), recipe)
+                for k in range(n_clips):
+                    filename = f"audio/{scene}_{location}_{k:02d}.wav"
+                    seed_parts = (seed, "scenes", location, k)
+                    jobs.append((staging / filename, seed_parts, recipe, place, n, sr))
+                    rows[split].append((filename, scene, location))
+    say(f"synth scenes: rendering {len(jobs)} clips")
+    run_jobs(_scene_job, jobs, config.n_workers)
+    meta = _write_tut_lists(staging, rows)
+    card = _card(
+        "sedkit embedded acoustic scenes (TUT2017-like)",
+        "sedkit_plugins.data.classification_synth.build_scenes",
+        preset,
+        seed,
+        config,
+        **_tut_card_fields(SCENE_CLASSES, rows),
+        recipes={s: asdict(r) for s, r in SCENE_RECIPES.items()},
+    )
+    _write_card(
+        staging,
+        card,
+        [
+            "Ten acoustic scenes mixed from shared ambience beds and event textures; each "
+            "recording location has its own mix, source parameters, colouring, reverberation "
+            "and level. Train and test clips come from different locations (as in TUT2017).",
+        ],
+    )
+    return f"synth scenes: {len(meta)} clips"
 
 
 def build_scenes(
@@ -1086,68 +1036,64 @@ def build_scenes(
     fold ``train`` or ``test``); ``evaluation_setup/train.tsv`` and ``test.tsv`` (filename,
     label, location). Locations (``l000``, ...) never appear on both sides.
     """
-    say = _say(log)
-    out_dir = Path(out_dir).resolve()
-    staging = _staging(out_dir)
-    started = time.time()
-    try:
-        sr, n = config.sample_rate, int(round(config.clip_duration_s * config.sample_rate))
-        splits = {
-            "train": (config.train_locations, config.clips_per_train_location),
-            "test": (config.test_locations, config.clips_per_test_location),
-        }
-        rows: dict[str, list[tuple[str, str, str]]] = {"train": [], "test": []}
-        jobs: list[tuple] = []
-        location_id = 0
-        for scene in SCENE_CLASSES:
-            recipe = SCENE_RECIPES[scene]
-            for split, (n_locations, n_clips) in splits.items():
-                for _ in range(n_locations):
-                    location = f"l{location_id:03d}"
-                    location_id += 1
-                    place = _draw_place(_rng(seed, "scenes", scene, location), recipe)
-                    for k in range(n_clips):
-                        filename = f"audio/{scene}_{location}_{k:02d}.wav"
-                        seed_parts = (seed, "scenes", location, k)
-                        jobs.append((staging / filename, seed_parts, recipe, place, n, sr))
-                        rows[split].append((filename, scene, location))
-        say(f"synth scenes: rendering {len(jobs)} clips")
-        _run_jobs(_scene_job, jobs, config.n_workers)
-        meta = [(f, lab, split, loc) for split in rows for f, lab, loc in rows[split]]
-        _write_table(staging / "meta.tsv", ("filename", "label", "fold", "location"), meta)
-        for split in rows:
-            _write_table(
-                staging / f"evaluation_setup/{split}.tsv",
-                ("filename", "label", "location"),
-                rows[split],
-            )
-        card = _card(
-            "sedkit embedded acoustic scenes (TUT2017-like)",
-            "sedkit_plugins.data.classification_synth.build_scenes",
-            preset,
-            seed,
-            config,
-            classes=list(SCENE_CLASSES),
-            n_clips=len(meta),
-            clips_per_class={s: _per_class(rows[s]) for s in rows},
-            files=["meta.tsv", "evaluation_setup/train.tsv", "evaluation_setup/test.tsv"],
-            recipes={s: asdict(r) for s, r in SCENE_RECIPES.items()},
-        )
-        _write_card(
-            staging,
-            card,
-            [
-                "Ten acoustic scenes mixed from shared ambience beds and event textures; each "
-                "recording location has its own mix, source parameters, colouring, reverberation "
-                "and level. Train and test clips come from different locations (as in TUT2017).",
-            ],
-        )
-        _finish(staging, out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    say(f"synth scenes: {len(meta)} clips in {time.time() - started:.1f} s -> {out_dir}")
-    return out_dir / "dataset_card.json"
+    return build_into(
+        out_dir, log, lambda staging, say: _write_scenes(staging, say, config, preset, seed)
+    )
+
+
+def _write_instruments(
+    staging: Path, say: Callable[[str], None], config: InstrumentConfig, preset: str, seed: int
+) -> str:
+    """Render and write an ``instruments`` build into ``staging``; returns the summary line."""
+    sr, n = _clip_samples(config)
+    splits = {
+        "train": (config.train_instruments, config.notes_per_train_instrument),
+        "test": (config.test_instruments, config.notes_per_test_instrument),
+    }
+    rows: SplitRows = {"train": [], "test": []}
+    instruments: dict[str, dict] = {}
+    jobs: list[tuple] = []
+    for family in INSTRUMENT_FAMILIES:
+        index = 0
+        for split, (n_instruments, n_notes) in splits.items():
+            for _ in range(n_instruments):
+                name = f"{family}_{index:03d}"
+                index += 1
+                inst = draw_instrument(seeded_rng(seed, "instruments", name), family)
+                instruments[name] = {"split": split, **asdict(inst)}
+                note_rng = seeded_rng(seed, "instruments", name, "notes")
+                low, high = inst.pitch_range
+                pitches = note_rng.integers(low, high + 1, size=n_notes)
+                velocities = note_rng.choice([25, 50, 75, 100, 127], size=n_notes)
+                for k, (pitch, velocity) in enumerate(zip(pitches, velocities, strict=True)):
+                    filename = f"audio/{name}-{int(pitch):03d}-{int(velocity):03d}-{k:02d}.wav"
+                    seed_parts = (seed, "instruments", name, k)
+                    note = (inst, int(pitch), float(velocity) / 127.0)
+                    jobs.append((staging / filename, seed_parts, *note, n, sr))
+                    rows[split].append((filename, family, name))
+    say(f"synth instruments: rendering {len(jobs)} notes")
+    run_jobs(_note_job, jobs, config.n_workers)
+    meta = _write_tut_lists(staging, rows)
+    card = _card(
+        "sedkit embedded instrument families (NSynth-like)",
+        "sedkit_plugins.data.classification_synth.build_instruments",
+        preset,
+        seed,
+        config,
+        **_tut_card_fields(INSTRUMENT_FAMILIES, rows),
+        instruments=instruments,
+    )
+    _write_card(
+        staging,
+        card,
+        [
+            "Single notes of ten instrument families (harmonic and inharmonic partials, "
+            "plucked, struck, blown and bowed envelopes, vibrato, breath noise, formants). "
+            "Each instrument is one draw of synthesis parameters from its family's prior; "
+            "train and test notes come from different instruments (as in NSynth).",
+        ],
+    )
+    return f"synth instruments: {len(meta)} notes"
 
 
 def build_instruments(
@@ -1164,84 +1110,82 @@ def build_instruments(
     ``meta.tsv`` (filename, label, fold, location = instrument) and
     ``evaluation_setup/train.tsv`` / ``test.tsv``. Instruments never appear on both sides.
     """
-    say = _say(log)
-    out_dir = Path(out_dir).resolve()
-    staging = _staging(out_dir)
-    started = time.time()
-    try:
-        sr, n = config.sample_rate, int(round(config.clip_duration_s * config.sample_rate))
-        splits = {
-            "train": (config.train_instruments, config.notes_per_train_instrument),
-            "test": (config.test_instruments, config.notes_per_test_instrument),
-        }
-        rows: dict[str, list[tuple[str, str, str]]] = {"train": [], "test": []}
-        instruments: dict[str, dict] = {}
-        jobs: list[tuple] = []
-        for family in INSTRUMENT_FAMILIES:
-            index = 0
-            for split, (n_instruments, n_notes) in splits.items():
-                for _ in range(n_instruments):
-                    name = f"{family}_{index:03d}"
-                    index += 1
-                    inst = draw_instrument(_rng(seed, "instruments", name), family)
-                    instruments[name] = {"split": split, **asdict(inst)}
-                    note_rng = _rng(seed, "instruments", name, "notes")
-                    low, high = inst.pitch_range
-                    pitches = note_rng.integers(low, high + 1, size=n_notes)
-                    velocities = note_rng.choice([25, 50, 75, 100, 127], size=n_notes)
-                    for k, (pitch, velocity) in enumerate(zip(pitches, velocities, strict=True)):
-                        filename = f"audio/{name}-{int(pitch):03d}-{int(velocity):03d}-{k:02d}.wav"
-                        seed_parts = (seed, "instruments", name, k)
-                        jobs.append(
-                            (
-                                staging / filename,
-                                seed_parts,
-                                inst,
-                                int(pitch),
-                                float(velocity) / 127.0,
-                                n,
-                                sr,
-                            )
-                        )
-                        rows[split].append((filename, family, name))
-        say(f"synth instruments: rendering {len(jobs)} notes")
-        _run_jobs(_note_job, jobs, config.n_workers)
-        meta = [(f, lab, split, loc) for split in rows for f, lab, loc in rows[split]]
-        _write_table(staging / "meta.tsv", ("filename", "label", "fold", "location"), meta)
-        for split in rows:
-            _write_table(
-                staging / f"evaluation_setup/{split}.tsv",
-                ("filename", "label", "location"),
-                rows[split],
-            )
-        card = _card(
-            "sedkit embedded instrument families (NSynth-like)",
-            "sedkit_plugins.data.classification_synth.build_instruments",
-            preset,
-            seed,
-            config,
-            classes=list(INSTRUMENT_FAMILIES),
-            n_clips=len(meta),
-            clips_per_class={s: _per_class(rows[s]) for s in rows},
-            files=["meta.tsv", "evaluation_setup/train.tsv", "evaluation_setup/test.tsv"],
-            instruments=instruments,
+    return build_into(
+        out_dir, log, lambda staging, say: _write_instruments(staging, say, config, preset, seed)
+    )
+
+
+def _write_scenes3(
+    staging: Path, say: Callable[[str], None], config: Scenes3Config, preset: str, seed: int
+) -> str:
+    """Render and write a ``scenes3`` build into ``staging``; returns the summary line."""
+    sr, n = _clip_samples(config)
+    cities = TAU_CITIES[: config.n_cities]
+    city_params = {c: _draw_city(seeded_rng(seed, "scenes3", "city", c)) for c in cities}
+    meta: list[tuple[str, str, str, str]] = []
+    folds: SplitRows = {"train": [], "evaluate": []}
+    jobs: list[tuple] = []
+    for scene, recipe in TAU_RECIPES.items():
+        coarse = TAU_SCENE_TO_CLASS[scene]
+        for city in cities:
+            for loc in range(config.locations_per_city):
+                identifier = f"{city}-{loc}"
+                place = _draw_place(
+                    seeded_rng(seed, "scenes3", scene, identifier), recipe, city_params[city]
+                )
+                fold = "train" if loc < config.train_locations_per_city else "evaluate"
+                for k in range(config.clips_per_location):
+                    filename = f"audio/{scene}-{identifier}-{k}-a.wav"
+                    seed_parts = (seed, "scenes3", scene, identifier, k)
+                    jobs.append((staging / filename, seed_parts, recipe, place, n, sr))
+                    meta.append((filename, scene, identifier, "a"))
+                    folds[fold].append((filename, coarse, city))
+    say(f"synth scenes3: rendering {len(jobs)} clips")
+    run_jobs(_scene_job, jobs, config.n_workers)
+    write_table(
+        staging / "meta.csv", ("filename", "scene_label", "identifier", "source_label"), meta
+    )
+    for fold, rows in folds.items():
+        write_table(
+            staging / f"evaluation_setup/fold1_{fold}.csv",
+            ("filename", "scene_label"),
+            [(f, lab) for f, lab, _ in rows],
         )
-        _write_card(
-            staging,
-            card,
-            [
-                "Single notes of ten instrument families (harmonic and inharmonic partials, "
-                "plucked, struck, blown and bowed envelopes, vibrato, breath noise, formants). "
-                "Each instrument is one draw of synthesis parameters from its family's prior; "
-                "train and test notes come from different instruments (as in NSynth).",
-            ],
-        )
-        _finish(staging, out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    say(f"synth instruments: {len(meta)} notes in {time.time() - started:.1f} s -> {out_dir}")
-    return out_dir / "dataset_card.json"
+    write_table(
+        staging / "evaluation_setup/fold1_test.csv",
+        ("filename",),
+        [(f,) for f, _, _ in folds["evaluate"]],
+    )
+    card = _card(
+        "sedkit embedded urban scenes, 3 classes (TAU 2020 3Class-like)",
+        "sedkit_plugins.data.classification_synth.build_scenes3",
+        preset,
+        seed,
+        config,
+        classes=list(SCENES3_CLASSES),
+        fine_scenes=TAU_SCENE_TO_CLASS,
+        cities=list(cities),
+        n_clips=len(meta),
+        clips_per_class={s: _per_class(folds[s]) for s in folds},
+        files=[
+            "meta.csv",
+            "evaluation_setup/fold1_train.csv",
+            "evaluation_setup/fold1_evaluate.csv",
+            "evaluation_setup/fold1_test.csv",
+        ],
+    )
+    _write_card(
+        staging,
+        card,
+        [
+            "Ten fine urban scenes (airport, shopping_mall, metro_station: indoor; "
+            "street_pedestrian, public_square, street_traffic, park: outdoor; tram, bus, "
+            "metro: transportation) recorded in several cities (city-wide colouring, mains "
+            "frequency, crowd timbre) and locations; fold-1 lists keep each location on one "
+            "side, every city on both (as in TAU 2020).",
+        ],
+    )
+    return f"synth scenes3: {len(meta)} clips"
 
 
 def build_scenes3(
@@ -1254,112 +1198,31 @@ def build_scenes3(
     source_label); ``evaluation_setup/fold1_train.csv`` and ``fold1_evaluate.csv`` (filename,
     scene_label (coarse: indoor / outdoor / transportation)); ``fold1_test.csv`` (filename).
     """
-    say = _say(log)
-    out_dir = Path(out_dir).resolve()
-    staging = _staging(out_dir)
-    started = time.time()
-    try:
-        sr, n = config.sample_rate, int(round(config.clip_duration_s * config.sample_rate))
-        cities = TAU_CITIES[: config.n_cities]
-        city_params = {c: _draw_city(_rng(seed, "scenes3", "city", c)) for c in cities}
-        meta: list[tuple[str, str, str, str]] = []
-        folds: dict[str, list[tuple[str, str, str]]] = {"train": [], "evaluate": []}
-        jobs: list[tuple] = []
-        for scene, recipe in TAU_RECIPES.items():
-            coarse = TAU_SCENE_TO_CLASS[scene]
-            for city in cities:
-                for loc in range(config.locations_per_city):
-                    identifier = f"{city}-{loc}"
-                    place = _draw_place(
-                        _rng(seed, "scenes3", scene, identifier), recipe, city_params[city]
-                    )
-                    fold = "train" if loc < config.train_locations_per_city else "evaluate"
-                    for k in range(config.clips_per_location):
-                        filename = f"audio/{scene}-{identifier}-{k}-a.wav"
-                        seed_parts = (seed, "scenes3", scene, identifier, k)
-                        jobs.append((staging / filename, seed_parts, recipe, place, n, sr))
-                        meta.append((filename, scene, identifier, "a"))
-                        folds[fold].append((filename, coarse, city))
-        say(f"synth scenes3: rendering {len(jobs)} clips")
-        _run_jobs(_scene_job, jobs, config.n_workers)
-        _write_table(
-            staging / "meta.csv", ("filename", "scene_label", "identifier", "source_label"), meta
-        )
-        for fold, rows in folds.items():
-            _write_table(
-                staging / f"evaluation_setup/fold1_{fold}.csv",
-                ("filename", "scene_label"),
-                [(f, lab) for f, lab, _ in rows],
-            )
-        _write_table(
-            staging / "evaluation_setup/fold1_test.csv",
-            ("filename",),
-            [(f,) for f, _, _ in folds["evaluate"]],
-        )
-        card = _card(
-            "sedkit embedded urban scenes, 3 classes (TAU 2020 3Class-like)",
-            "sedkit_plugins.data.classification_synth.build_scenes3",
-            preset,
-            seed,
-            config,
-            classes=list(SCENES3_CLASSES),
-            fine_scenes=TAU_SCENE_TO_CLASS,
-            cities=list(cities),
-            n_clips=len(meta),
-            clips_per_class={s: _per_class(folds[s]) for s in folds},
-            files=[
-                "meta.csv",
-                "evaluation_setup/fold1_train.csv",
-                "evaluation_setup/fold1_evaluate.csv",
-                "evaluation_setup/fold1_test.csv",
-            ],
-        )
-        _write_card(
-            staging,
-            card,
-            [
-                "Ten fine urban scenes (airport, shopping_mall, metro_station: indoor; "
-                "street_pedestrian, public_square, street_traffic, park: outdoor; tram, bus, "
-                "metro: transportation) recorded in several cities (city-wide colouring, mains "
-                "frequency, crowd timbre) and locations; fold-1 lists keep each location on one "
-                "side, every city on both (as in TAU 2020).",
-            ],
-        )
-        _finish(staging, out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    say(f"synth scenes3: {len(meta)} clips in {time.time() - started:.1f} s -> {out_dir}")
-    return out_dir / "dataset_card.json"
+    return build_into(
+        out_dir, log, lambda staging, say: _write_scenes3(staging, say, config, preset, seed)
+    )
 
 
-def synthesize_scenes(
-    out_dir: str | Path, *, preset: str = "default", seed: int = 0, log: Log = None
+#: The benchmarks this module builds: their presets and builder.
+BENCHMARKS: dict[str, tuple[dict[str, Any], Callable[..., Path]]] = {
+    "scenes": (SCENES_PRESETS, build_scenes),
+    "instruments": (INSTRUMENTS_PRESETS, build_instruments),
+    "scenes3": (SCENES3_PRESETS, build_scenes3),
+}
+
+
+def synthesize(
+    benchmark: str, out_dir: str | Path, *, preset: str = "default", seed: int = 0, log: Log = None
 ) -> Path:
-    """``sedkit synth scenes OUT_DIR``: the TUT2017-like benchmark (presets ``tiny``,
-    ``default``); returns the dataset card path."""
-    config = _check_preset(preset, SCENES_PRESETS)
-    return build_scenes(out_dir, config, preset=preset, seed=seed, log=log)
-
-
-def synthesize_instruments(
-    out_dir: str | Path, *, preset: str = "default", seed: int = 0, log: Log = None
-) -> Path:
-    """``sedkit synth instruments OUT_DIR``: the NSynth-like benchmark; returns the card path."""
-    config = _check_preset(preset, INSTRUMENTS_PRESETS)
-    return build_instruments(out_dir, config, preset=preset, seed=seed, log=log)
-
-
-def synthesize_scenes3(
-    out_dir: str | Path, *, preset: str = "default", seed: int = 0, log: Log = None
-) -> Path:
-    """``sedkit synth scenes3 OUT_DIR``: the TAU 2020 3Class-like benchmark; returns the card
-    path."""
-    config = _check_preset(preset, SCENES3_PRESETS)
-    return build_scenes3(out_dir, config, preset=preset, seed=seed, log=log)
+    """``sedkit synth scenes|instruments|scenes3 OUT_DIR``: build ``benchmark`` (a key of
+    :data:`BENCHMARKS`) with one of its presets (``tiny``, ``default``); returns the dataset
+    card path."""
+    presets, build = BENCHMARKS[benchmark]
+    return build(out_dir, check_preset(preset, presets), preset=preset, seed=seed, log=log)
 
 
 __all__ = [
+    "BENCHMARKS",
     "GENERATOR_VERSION",
     "INSTRUMENTS_PRESETS",
     "INSTRUMENT_FAMILIES",
@@ -1377,7 +1240,5 @@ __all__ = [
     "draw_instrument",
     "render_note",
     "render_scene",
-    "synthesize_instruments",
-    "synthesize_scenes",
-    "synthesize_scenes3",
+    "synthesize",
 ]

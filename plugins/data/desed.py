@@ -21,31 +21,29 @@ augmentation depend only on ``(seed, epoch, batch index)``.
 
 from __future__ import annotations
 
-import csv
-import json
-import logging
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from sedkit import hookimpl
-from sedkit.components import REAL, SYNTHETIC, Batch, BuildContext, DataModule, ScoringReference
+from sedkit.components import REAL, SYNTHETIC, Batch, BuildContext, ScoringReference
 from sedkit.data.audio import audio_duration, n_clip_samples, read_audio
-from sedkit.data.augment import AugmentParams, augment_batch, make_generator
+from sedkit.data.augment import AugmentParams, augment_batch
 from sedkit.data.batching import (
     BatchCollator,
+    BatchLoader,
     Example,
     ExampleError,
+    FixedBatches,
     MultiStreamBatchSampler,
     stream_counts,
 )
-from sedkit.data.cache import CachedFeatures, audio_fingerprint, cache_path, fill_cache
+from sedkit.data.cache import CachedFeatures
 from sedkit.data.features import FeatureExtractor
+from sedkit.data.folder import FolderDataModule, write_tsv
 from sedkit.data.labels import (
     DESED_CLASSES,
     Event,
@@ -60,8 +58,6 @@ from sedkit.errors import InputFileError, UserError
 __all__ = ["DESEDData", "DESEDParams"]
 
 TRAIN_STREAMS = ("synthetic", "weak", "unlabeled")
-#: How many missing files a warning names before "and N more".
-N_NAMED_MISSING = 5
 
 
 def _synthesize(out_dir: str | Path, *, preset: str = "default", seed: int = 0, log: Any = None):
@@ -76,12 +72,6 @@ def _synthesize(out_dir: str | Path, *, preset: str = "default", seed: int = 0, 
 
     say = getattr(log, "info", log)
     return synthesize(out_dir, preset=preset, seed=seed, log=say)
-
-
-#: Written by the embedded benchmark's generator at the root of its tree.
-DATASET_CARD = "dataset_card.json"
-#: Fields of the dataset card copied into the run's ``data_source.json``.
-CARD_FIELDS = ("name", "generator", "generator_version", "preset", "seed", "sample_rate")
 
 
 @dataclass
@@ -220,51 +210,7 @@ class ClipDataset(Dataset):
         return example
 
 
-class _FixedBatches:
-    """Batches of keys in a fixed order (validation, pseudo-labeling, cache filling)."""
-
-    def __init__(self, keys: list[tuple[str, int]], batch_size: int):
-        self.keys, self.batch_size = keys, batch_size
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.keys) / self.batch_size)
-
-    def __iter__(self):
-        for start in range(0, len(self.keys), self.batch_size):
-            yield self.keys[start : start + self.batch_size]
-
-
-class BatchLoader:
-    """An iterable of :class:`Batch` with a length; builds its DataLoader on iteration.
-
-    Load failures reported by workers as :class:`ExampleError` are raised here as
-    InputFileError (an exception raised inside a worker would lose its type).
-    """
-
-    def __init__(self, data: DESEDData, batch_sampler: Any, *, epoch: int | None = None):
-        self.data, self.batch_sampler, self.epoch = data, batch_sampler, epoch
-
-    def __len__(self) -> int:
-        return len(self.batch_sampler)
-
-    def __iter__(self):
-        data = self.data
-        loader = DataLoader(
-            data._dataset,
-            batch_sampler=self.batch_sampler,
-            collate_fn=data._collator,
-            num_workers=data.params.num_workers,
-            pin_memory=data.params.pin_memory and torch.cuda.is_available(),
-        )
-        for index, batch in enumerate(loader):
-            if isinstance(batch, ExampleError):
-                raise _input_error(batch)
-            if self.epoch is not None:
-                data._augment_key = (self.epoch, index)
-            yield batch
-
-
-class DESEDData(DataModule):
+class DESEDData(FolderDataModule):
     """DESED-format data: mixed training batches, validation, unlabeled clips, scoring reference.
 
     ``setup`` resolves the root (building the embedded benchmark there when asked and the root is
@@ -276,30 +222,20 @@ class DESEDData(DataModule):
 
     Params = DESEDParams
     synthesize = staticmethod(_synthesize)
+    benchmark_name = "desed"
+    benchmark_title = "DESED-like"
+    real_dataset = "real DESED"
+    root_description = "a DESED tree"
 
     def __init__(self, params: DESEDParams, context: BuildContext):
         super().__init__(params, context)
-        self.classes = list(params.classes)
-        self.clip_duration_s = float(params.clip_duration_s)
-        self.root = (Path.cwd() / Path(params.root).expanduser()).resolve()
-        self.log = context.log if context.log is not None else logging.getLogger("sedkit.data")
         self.subsets: dict[str, Subset] = {}
         self._dataset: ClipDataset | None = None
         self._collator: BatchCollator | None = None
         self._counts: dict[str, int] = {}
         self._reference: ScoringReference | None = None
-        self._augment_key: tuple[int, int] | None = None
-        self._augment_calls = 0
         self._frame_hop_s = 0.0
         self._input_hop_s = 0.0
-
-    # ------------------------------------------------------------------------------ paths
-    def path(self, relative: str) -> Path:
-        """A recipe path: absolute as given, else below ``root``."""
-        return self.root / Path(relative).expanduser()
-
-    def _root_is_empty(self) -> bool:
-        return not self.root.is_dir() or not any(self.root.iterdir())
 
     # ------------------------------------------------------------------------------ setup
     def setup(
@@ -317,7 +253,9 @@ class DESEDData(DataModule):
         self._frame_hop_s, self._input_hop_s = encoder.frame_hop_s, extractor.hop_s
 
         subsets = self._read_subsets()
-        missing = self._drop_missing_audio(subsets)
+        kept, missing = self._drop_missing_audio({n: s.clips for n, s in subsets.items()})
+        for name, subset in subsets.items():
+            subset.clips = kept[name]
         self.subsets = subsets
         if not subsets["validation"].clips:
             raise InputFileError(
@@ -326,8 +264,12 @@ class DESEDData(DataModule):
         if run_dir is not None:
             run_dir = Path(run_dir)
             run_dir.mkdir(parents=True, exist_ok=True)
-            _write_data_source(run_dir / "data_source.json", source)
-            self._write_clip_lists(run_dir, missing)
+            self._write_run_records(run_dir, source, missing)
+            write_tsv(
+                run_dir / "clips_used.tsv",
+                ["subset", "filename", "path"],
+                ([n, c.filename, str(c.path)] for n, s in subsets.items() for c in s.clips),
+            )
         self._reference = self._write_reference(run_dir)
 
         proportions = dict(zip(TRAIN_STREAMS, p.stream_proportions, strict=True))
@@ -354,42 +296,6 @@ class DESEDData(DataModule):
             ", ".join(f"{name} {len(s.clips)} clips" for name, s in self.subsets.items()),
             ", ".join(f"{s} {c}" for s, c in self._counts.items()),
         )
-
-    def _ensure_root(self) -> dict[str, Any]:
-        """Make sure ``root`` holds data (synthesizing it when asked) and describe its source."""
-        p = self.params
-        synthesized_now = False
-        if self._root_is_empty():
-            if not p.synthesize_if_missing:
-                raise InputFileError(
-                    self.root,
-                    "data folder is missing or empty; point data.params.root at a DESED tree, "
-                    f"build the embedded benchmark with `sedkit synth desed {self.root}`, or set "
-                    "data.params.synthesize_if_missing: true",
-                )
-            self.log.warning(
-                "data: %s is missing or empty: synthesizing the embedded DESED-like benchmark "
-                "there (preset %r, seed %d); results are NOT comparable with real DESED",
-                self.root,
-                p.synth_preset,
-                p.synth_seed,
-            )
-            self.synthesize(self.root, preset=p.synth_preset, seed=p.synth_seed, log=self.log)
-            synthesized_now = True
-        source: dict[str, Any] = {"root": str(self.root), "source": "existing"}
-        card_path = self.root / DATASET_CARD
-        if card_path.is_file():
-            # A tree built by the embedded generator, now or by an earlier run (or a resume).
-            try:
-                card = json.loads(card_path.read_text())
-            except (OSError, ValueError) as exc:
-                raise InputFileError(card_path, f"unreadable dataset card: {exc}") from exc
-            source.update(source="synthesized", dataset_card=str(card_path))
-            source.update({k: card.get(k) for k in CARD_FIELDS})
-        elif synthesized_now:
-            source.update(source="synthesized", preset=p.synth_preset, seed=p.synth_seed)
-        source["synthesized_by_this_run"] = synthesized_now
-        return source
 
     def _optional(self, relative: str | None) -> Path | None:
         if relative is None:
@@ -437,43 +343,8 @@ class DESEDData(DataModule):
                 subset.clips = subset.clips[: p.max_clips_per_subset]
         return subsets
 
-    def _drop_missing_audio(self, subsets: dict[str, Subset]) -> dict[str, list[Clip]]:
-        """Remove clips whose audio file does not exist; report them (or fail)."""
-        missing: dict[str, list[Clip]] = {}
-        for name, subset in subsets.items():
-            gone = [c for c in subset.clips if not c.path.is_file()]
-            if not gone:
-                continue
-            missing[name] = gone
-            named = ", ".join(str(c.path) for c in gone[:N_NAMED_MISSING])
-            more = len(gone) - N_NAMED_MISSING
-            text = f"{len(gone)} of {len(subset.clips)} {name} audio files are missing: {named}"
-            text += f" and {more} more" if more > 0 else ""
-            if self.params.missing_audio == "error":
-                raise InputFileError(
-                    gone[0].path.parent,
-                    text + " (set data.params.missing_audio: skip to train without them)",
-                )
-            self.log.warning("data: %s; skipping them", text)
-            keep = {id(c) for c in gone}
-            subset.clips = [c for c in subset.clips if id(c) not in keep]
-        return missing
-
     def _n_clips(self, name: str) -> int:
         return len(self.subsets[name].clips) if name in self.subsets else 0
-
-    def _write_clip_lists(self, run_dir: Path, missing: dict[str, list[Clip]]) -> None:
-        with (run_dir / "clips_used.tsv").open("w", newline="") as handle:
-            writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
-            writer.writerow(["subset", "filename", "path"])
-            for name, subset in self.subsets.items():
-                writer.writerows([name, c.filename, str(c.path)] for c in subset.clips)
-        if missing:
-            with (run_dir / "clips_missing.tsv").open("w", newline="") as handle:
-                writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
-                writer.writerow(["subset", "filename", "path"])
-                for name, clips in missing.items():
-                    writer.writerows([name, c.filename, str(c.path)] for c in clips)
 
     def _write_reference(self, run_dir: Path | None) -> ScoringReference:
         """Ground truth and durations of the validation clips actually used.
@@ -487,16 +358,13 @@ class DESEDData(DataModule):
         out_dir = Path(run_dir) if run_dir is not None else Path(tempfile.mkdtemp(prefix="sedkit-"))
         clips = self.subsets["validation"].clips
         gt_path = out_dir / "validation_ground_truth.tsv"
-        with gt_path.open("w", newline="") as handle:
-            writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
-            writer.writerow(["filename", "onset", "offset", "event_label"])
-            for clip in clips:
-                if not clip.events:
-                    writer.writerow([clip.filename, "", "", ""])
-                for e in clip.events or []:
-                    writer.writerow(
-                        [clip.filename, f"{e.onset:.6f}", f"{e.offset:.6f}", e.event_label]
-                    )
+        gt_rows: list[list[str]] = []
+        for clip in clips:
+            if not clip.events:
+                gt_rows.append([clip.filename, "", "", ""])
+            for e in clip.events or []:
+                gt_rows.append([clip.filename, f"{e.onset:.6f}", f"{e.offset:.6f}", e.event_label])
+        write_tsv(gt_path, ["filename", "onset", "offset", "event_label"], gt_rows)
         known: dict[str, float] = {}
         durations_file = self._optional(self.params.validation_durations_tsv)
         if durations_file is not None:
@@ -510,48 +378,28 @@ class DESEDData(DataModule):
                 )
             known = {c.filename: audio_duration(c.path) for c in clips}
         durations_path = out_dir / "validation_durations.tsv"
-        with durations_path.open("w", newline="") as handle:
-            writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
-            writer.writerow(["filename", "duration"])
-            writer.writerows([c.filename, f"{known[c.filename]:.6f}"] for c in clips)
+        write_tsv(
+            durations_path,
+            ["filename", "duration"],
+            ([c.filename, f"{known[c.filename]:.6f}"] for c in clips),
+        )
         return ScoringReference(ground_truth_tsv=gt_path, durations_tsv=durations_path)
 
     def _fill_cache(self, extractor: FeatureExtractor, n_samples: int) -> None:
         """Compute (or find) un-normalised features of every subset on the extractor's device."""
-        p = self.params
-        cache_dir = (
-            self.path(p.cache_dir) if p.cache_dir is not None else self.root / ".sedkit_cache"
-        )
-        key = f"{extractor.cache_key()}-{n_samples}"
-        device = extractor.band_mean.device
         for name, subset in self.subsets.items():
             subset.cached = None
-            if not subset.clips:
-                continue
-            path = cache_path(
-                cache_dir, key, name, audio_fingerprint([c.path for c in subset.clips])
-            )
-            if not path.is_file():
-                self.log.info(
-                    "data: caching features of %d %s clips in %s", len(subset.clips), name, path
-                )
-                shape = (len(subset.clips), extractor.params.n_mels, extractor.n_frames(n_samples))
-                reader = AudioDataset(subset.clips, extractor.params.sample_rate, n_samples)
-                loader = DataLoader(
-                    reader,
-                    batch_size=32,
-                    num_workers=p.num_workers,
-                    collate_fn=AudioDataset.collate,
-                )
-                fill_cache(
-                    path, shape, _spectrogram_chunks(loader, extractor, device), dtype=p.cache_dtype
-                )
-            subset.cached = CachedFeatures(path)
+            if subset.clips:
+                subset.cached = self._cached_features(name, subset.clips, extractor, n_samples)
 
     # ------------------------------------------------------------------------------ loaders
     def _require_setup(self) -> None:
         if self._dataset is None:
             raise RuntimeError("DESEDData.setup() must run before the loaders")
+
+    def _batches(self, batch_sampler: Any, epoch: int | None = None) -> BatchLoader:
+        self._require_setup()
+        return self._loader(self._dataset, batch_sampler, self._collator, epoch=epoch)
 
     def _eval_batch_size(self) -> int:
         return self.params.eval_batch_size or self.params.batch_size
@@ -566,20 +414,20 @@ class DESEDData(DataModule):
             epoch=epoch,
             n_batches=self.params.batches_per_epoch,
         )
-        return BatchLoader(self, sampler, epoch=epoch)
+        return self._batches(sampler, epoch=epoch)
 
     def val_loader(self) -> BatchLoader:
         """Validation clips in metadata order, strong and weak targets, no augmentation."""
         self._require_setup()
         keys = [("validation", i) for i in range(self._n_clips("validation"))]
-        return BatchLoader(self, _FixedBatches(keys, self._eval_batch_size()))
+        return self._batches(FixedBatches(keys, self._eval_batch_size()))
 
     def unlabeled_loader(self) -> BatchLoader:
         """Weak then unlabeled clips in metadata order, no augmentation (for pseudo-labels,
         keyed by ``Batch.filenames``)."""
         self._require_setup()
         keys = [(s, i) for s in ("weak", "unlabeled") for i in range(self._n_clips(s))]
-        return BatchLoader(self, _FixedBatches(keys, self._eval_batch_size()))
+        return self._batches(FixedBatches(keys, self._eval_batch_size()))
 
     def augment_features(self, features: Tensor, batch: Batch) -> tuple[Tensor, Batch]:
         """Augment a training batch's features on their device (settings in ``augment``).
@@ -590,17 +438,11 @@ class DESEDData(DataModule):
         augment = self.params.augment
         if not augment.enabled:
             return features, batch
-        if self._augment_key is not None:
-            parts = (self.context.seed, *self._augment_key)
-        else:  # called outside train_loader iteration: still deterministic per call count
-            self._augment_calls += 1
-            parts = (self.context.seed, -1, self._augment_calls)
-        generator = make_generator(features.device, *parts)
         return augment_batch(
             features,
             batch,
             augment,
-            generator,
+            self._augment_generator(features.device),
             frame_hop_s=self._frame_hop_s,
             input_hop_s=self._input_hop_s,
         )
@@ -608,59 +450,6 @@ class DESEDData(DataModule):
     def reference(self) -> ScoringReference | None:
         """Ground truth and durations of the validation clips used (written by ``setup``)."""
         return self._reference
-
-
-class AudioDataset(Dataset):
-    """Clips' audio only, by position (for filling the feature cache)."""
-
-    def __init__(self, clips: list[Clip], sample_rate: int, n_samples: int):
-        self.clips, self.sample_rate, self.n_samples = clips, sample_rate, n_samples
-
-    def __len__(self) -> int:
-        return len(self.clips)
-
-    def __getitem__(self, index: int) -> tuple[int, Tensor | ExampleError]:
-        clip = self.clips[index]
-        try:
-            return index, read_audio(clip.path, self.sample_rate, n_samples=self.n_samples)
-        except InputFileError as exc:
-            return index, ExampleError(exc.path, str(exc))
-
-    @staticmethod
-    def collate(items: list[tuple[int, Tensor | ExampleError]]):
-        for _, audio in items:
-            if isinstance(audio, ExampleError):
-                return [], audio
-        return [i for i, _ in items], torch.stack([a for _, a in items])
-
-
-def _spectrogram_chunks(loader: DataLoader, extractor: FeatureExtractor, device: torch.device):
-    """``(rows, [b, M, T] features)`` for :func:`fill_cache`, raising load failures."""
-    for rows, audio in loader:
-        if isinstance(audio, ExampleError):
-            raise _input_error(audio)
-        with torch.no_grad():
-            yield rows, extractor.spectrogram(audio.to(device))
-
-
-def _input_error(error: ExampleError) -> InputFileError:
-    """InputFileError again from a worker's ExampleError (its message already names the file)."""
-    prefix = f"{error.path}: "
-    message = error.message[len(prefix) :] if error.message.startswith(prefix) else error.message
-    return InputFileError(error.path, message)
-
-
-def _write_data_source(path: Path, source: dict[str, Any]) -> None:
-    """Record where the data came from; a resumed run keeps the fact that its first attempt
-    synthesized the data."""
-    if path.is_file():
-        try:
-            before = json.loads(path.read_text())
-        except ValueError:
-            before = {}
-        if before.get("root") == source["root"] and before.get("synthesized_by_this_run"):
-            source = {**source, "synthesized_by_this_run": True}
-    path.write_text(json.dumps(source, indent=2, sort_keys=True) + "\n")
 
 
 @hookimpl

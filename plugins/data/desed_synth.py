@@ -26,12 +26,8 @@ files are byte-identical for a seed whatever the number of worker processes.
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import json
-import multiprocessing
-import os
-import shutil
 import tempfile
 import warnings
 from collections.abc import Callable, Sequence
@@ -43,7 +39,21 @@ import soundfile as sf
 
 import sedkit
 from sedkit.compat import import_scaper
-from sedkit.errors import UserError
+from sedkit_plugins.data.synth_common import (
+    band,
+    build_into,
+    check_preset,
+    config_for_card,
+    fast_len_at_most,
+    filter_magnitude,
+    rfft_freqs,
+    run_jobs,
+    seeded_rng,
+    tilt,
+    unit_rms,
+    write_json,
+    write_lines,
+)
 
 #: Bumped whenever a change alters the generated files for a given seed and preset.
 GENERATOR_VERSION = "1.0"
@@ -240,21 +250,6 @@ class SourceStyle:
         return seconds / self.tempo
 
 
-def _freqs(n: int, sr: int) -> np.ndarray:
-    return np.fft.rfftfreq(n, 1.0 / sr)
-
-
-def _band(f: np.ndarray, low_hz: float, high_hz: float, order: int = 2) -> np.ndarray:
-    """Butterworth-like band-pass magnitude response."""
-    f = np.maximum(f, 1e-3)
-    return 1.0 / np.sqrt((1.0 + (low_hz / f) ** (2 * order)) * (1.0 + (f / high_hz) ** (2 * order)))
-
-
-def _tilt(f: np.ndarray, exponent: float, ref_hz: float = 1000.0) -> np.ndarray:
-    """Power-law magnitude (-0.5: pink, -1: brown)."""
-    return (np.maximum(f, 20.0) / ref_hz) ** exponent
-
-
 def _resonances(f: np.ndarray, formants: Sequence[tuple[object, float]]) -> np.ndarray:
     """Sum of resonance peaks ``(centre_hz, bandwidth_hz)``; centres may be per-sample arrays.
 
@@ -265,18 +260,12 @@ def _resonances(f: np.ndarray, formants: Sequence[tuple[object, float]]) -> np.n
 
 def _shaped_noise(rng: np.random.Generator, n: int, sr: int, magnitude: np.ndarray) -> np.ndarray:
     """White noise filtered by a magnitude response on the rfft grid, unit RMS."""
-    y = np.fft.irfft(np.fft.rfft(rng.standard_normal(n)) * magnitude, n)
-    return y / (np.sqrt(np.mean(y**2)) + 1e-12)
-
-
-def _filter(x: np.ndarray, magnitude: np.ndarray) -> np.ndarray:
-    """Zero-phase filtering with a magnitude response on ``x``'s rfft grid."""
-    return np.fft.irfft(np.fft.rfft(x) * magnitude, len(x))
+    return unit_rms(filter_magnitude(rng.standard_normal(n), magnitude))
 
 
 def _smooth_walk(rng: np.random.Generator, n: int, sr: int, rate_hz: float) -> np.ndarray:
     """A slow random fluctuation with unit standard deviation (load changes, gusts)."""
-    return _shaped_noise(rng, n, sr, (_freqs(n, sr) < rate_hz).astype(float))
+    return _shaped_noise(rng, n, sr, (rfft_freqs(n, sr) < rate_hz).astype(float))
 
 
 def _envelope(n: int, sr: int, attack_s: float, release_s: float) -> np.ndarray:
@@ -318,25 +307,9 @@ def _sequence(parts: Sequence[np.ndarray], gaps_s: Sequence[float], sr: int) -> 
     return np.concatenate(pieces)
 
 
-def _fft_friendly_length(n: int) -> int:
-    """The largest 5-smooth number (2^a 3^b 5^c) <= ``n``: FFTs of such lengths are fast, while
-    lengths with a large prime factor can be 100 times slower."""
-    best, power2 = 1, 1
-    while power2 <= n:
-        power3 = power2
-        while power3 <= n:
-            power5 = power3
-            while power5 <= n:
-                best = max(best, power5)
-                power5 *= 5
-            power3 *= 3
-        power2 *= 2
-    return best
-
-
 def _long_length(rng: np.random.Generator, sr: int, max_duration_s: float) -> int:
     """Length of a stationary source: a good part of the clip, at least one second."""
-    return _fft_friendly_length(int(sr * max(1.0, rng.uniform(0.35, 1.0) * max_duration_s)))
+    return fast_len_at_most(int(sr * max(1.0, rng.uniform(0.35, 1.0) * max_duration_s)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -398,7 +371,7 @@ def blender(
         40,
     )
     chop_rate = 2 * np.pi * np.cumsum(f0 / rng.integers(2, 5)) / sr
-    chop = _shaped_noise(rng, n, sr, _band(_freqs(n, sr), 300.0, style.bright(5000.0)))
+    chop = _shaped_noise(rng, n, sr, band(rfft_freqs(n, sr), 300.0, style.bright(5000.0)))
     chop *= 1.0 + rng.uniform(0.3, 0.9) * np.sin(chop_rate)
     mix = motor / (np.std(motor) + 1e-12) + rng.uniform(0.3, 1.0) * chop
     return mix * _envelope(n, sr, 0.15, 0.2)
@@ -427,7 +400,7 @@ def cat(rng: np.random.Generator, style: SourceStyle, sr: int, max_duration_s: f
             ),
             20,
         )
-        breath = 0.05 * _shaped_noise(rng, m, sr, _band(_freqs(m, sr), 1000.0, 6000.0))
+        breath = 0.05 * _shaped_noise(rng, m, sr, band(rfft_freqs(m, sr), 1000.0, 6000.0))
         meows.append((voice / (np.std(voice) + 1e-12) + breath) * _envelope(m, sr, 0.04, 0.15))
     return _sequence(meows, [rng.uniform(0.2, 0.7)], sr)
 
@@ -447,7 +420,9 @@ def dishes(
             rng.uniform(0.2, 1.0) * np.exp(-t / d) * np.sin(2 * np.pi * f * t + rng.uniform(0, 6))
             for f, d in zip(modes, decays, strict=True)
         )
-        knock = np.exp(-t / 0.002) * _shaped_noise(rng, m, sr, _band(_freqs(m, sr), 2000.0, 7800.0))
+        knock = np.exp(-t / 0.002) * _shaped_noise(
+            rng, m, sr, band(rfft_freqs(m, sr), 2000.0, 7800.0)
+        )
         clinks.append((ring + rng.uniform(0.1, 0.5) * knock) * _envelope(m, sr, 0.0005, 0.01))
     gaps = style.dur(1.0) * rng.uniform(0.05, 0.35, len(clinks))
     return _sequence(clinks, gaps, sr)
@@ -472,7 +447,7 @@ def dog(rng: np.random.Generator, style: SourceStyle, sr: int, max_duration_s: f
             lambda k, fk: k**-0.5 * _resonances(fk, [(f1, 400.0), (f2, 600.0)]),
             25,
         )
-        rough = _shaped_noise(rng, m, sr, _band(_freqs(m, sr), 400.0, 4000.0))
+        rough = _shaped_noise(rng, m, sr, band(rfft_freqs(m, sr), 400.0, 4000.0))
         env = _envelope(m, sr, 0.008, 0.02) * np.exp(-t * rng.uniform(1.0, 3.0))
         barks.append((voice / (np.std(voice) + 1e-12) + rng.uniform(0.2, 0.6) * rough) * env)
     gaps = style.dur(1.0) * rng.uniform(0.1, 0.5, len(barks))
@@ -504,14 +479,16 @@ def frying(
 ) -> np.ndarray:
     """Hot oil: a high hiss under dense random crackles and occasional louder pops."""
     n = _long_length(rng, sr, max_duration_s)
-    f = _freqs(n, sr)
-    hiss = _shaped_noise(rng, n, sr, _band(f, style.bright(rng.uniform(1500.0, 3500.0)), 7800.0))
+    f = rfft_freqs(n, sr)
+    hiss = _shaped_noise(rng, n, sr, band(f, style.bright(rng.uniform(1500.0, 3500.0)), 7800.0))
     crackles = np.zeros(n)
     n_crackles = rng.poisson(rng.uniform(80.0, 500.0) * n / sr)
     crackles[rng.integers(0, n, n_crackles)] = rng.lognormal(0.0, 0.7, n_crackles) * rng.choice(
         [-1.0, 1.0], n_crackles
     )
-    crackles = _filter(crackles, _band(f, style.bright(rng.uniform(1000.0, 2500.0)), 7800.0))
+    crackles = filter_magnitude(
+        crackles, band(f, style.bright(rng.uniform(1000.0, 2500.0)), 7800.0)
+    )
     pops = np.zeros(n)
     for start in rng.integers(0, n, rng.poisson(rng.uniform(2.0, 10.0) * n / sr)):
         m = min(n - start, int(0.03 * sr))
@@ -529,9 +506,9 @@ def running_water(
 ) -> np.ndarray:
     """A tap or stream: fluctuating flow noise plus many small bubbles (rising damped chirps)."""
     n = _long_length(rng, sr, max_duration_s)
-    f = _freqs(n, sr)
+    f = rfft_freqs(n, sr)
     low, high = style.bright(rng.uniform(150.0, 400.0)), style.bright(rng.uniform(3000.0, 7000.0))
-    flow = _shaped_noise(rng, n, sr, _band(f, low, high) * _tilt(f, -0.3))
+    flow = _shaped_noise(rng, n, sr, band(f, low, high) * tilt(f, -0.3))
     flow *= 1.0 + 0.3 * np.tanh(_smooth_walk(rng, n, sr, rng.uniform(1.0, 6.0)))
     bubbles = np.zeros(n)
     for start in rng.integers(0, n, rng.poisson(rng.uniform(40.0, 250.0) * style.tempo * n / sr)):
@@ -595,11 +572,11 @@ def speech(
         if onset < 0.35:  # fricative: s, sh, f
             c = int(sr * rng.uniform(0.04, 0.1))
             centre = style.bright(rng.uniform(2500.0, 6500.0))
-            noise = _shaped_noise(rng, c, sr, _band(_freqs(c, sr), 0.6 * centre, 1.3 * centre))
+            noise = _shaped_noise(rng, c, sr, band(rfft_freqs(c, sr), 0.6 * centre, 1.3 * centre))
             vowel = np.concatenate([0.4 * noise * _envelope(c, sr, 0.01, 0.01), vowel])
         elif onset < 0.6:  # plosive: p, t, k
             c = int(sr * rng.uniform(0.01, 0.025))
-            burst = _shaped_noise(rng, c, sr, _band(_freqs(c, sr), 500.0, 6000.0))
+            burst = _shaped_noise(rng, c, sr, band(rfft_freqs(c, sr), 500.0, 6000.0))
             vowel = np.concatenate([0.6 * burst * np.exp(-np.arange(c) / (0.004 * sr)), vowel])
         parts.append(vowel)
         gaps.append(rng.uniform(0.12, 0.35) if rng.random() < 0.15 else rng.uniform(0.0, 0.03))
@@ -612,15 +589,15 @@ def vacuum_cleaner(
 ) -> np.ndarray:
     """Loud broadband air noise with a resonant hump, a high turbine whine and motor rumble."""
     n = _long_length(rng, sr, max_duration_s)
-    f = _freqs(n, sr)
+    f = rfft_freqs(n, sr)
     hump_hz = style.bright(rng.uniform(800.0, 3000.0))
     air = _shaped_noise(
-        rng, n, sr, _band(f, 100.0, 7500.0) * (0.3 + _resonances(f, [(hump_hz, hump_hz)]))
+        rng, n, sr, band(f, 100.0, 7500.0) * (0.3 + _resonances(f, [(hump_hz, hump_hz)]))
     )
     whine_f0 = style.hz(rng.uniform(500.0, 1500.0)) * (1.0 + 0.005 * _smooth_walk(rng, n, sr, 1.0))
     rolloff = rng.uniform(0.5, 1.5)
     whine = _harmonic_tone(rng, whine_f0, sr, lambda k, fk: k**-rolloff, 3)
-    rumble = _shaped_noise(rng, n, sr, _band(f, 40.0, 150.0))
+    rumble = _shaped_noise(rng, n, sr, band(f, 40.0, 150.0))
     mix = (
         air
         + rng.uniform(0.1, 0.6) * whine / (np.std(whine) + 1e-12)
@@ -662,9 +639,9 @@ def generate_background(
 ) -> np.ndarray:
     """A stationary background of ``kind`` (see :data:`BACKGROUND_KINDS`), peak 0.5, float32."""
     n = int(duration_s * sr)
-    f = _freqs(n, sr)
+    f = rfft_freqs(n, sr)
     t = np.arange(n) / sr
-    audible = _band(f, 20.0, 0.47 * sr, order=4)
+    audible = band(f, 20.0, 0.47 * sr, order=4)
 
     def hum(mains_hz: float, n_harmonics: int) -> np.ndarray:
         amps = rng.uniform(0.2, 1.0, n_harmonics) / np.arange(1, n_harmonics + 1)
@@ -675,23 +652,23 @@ def generate_background(
 
     if kind in ("white", "pink", "brown"):
         exponent = {"white": 0.0, "pink": -0.5, "brown": -1.0}[kind] + rng.uniform(-0.15, 0.15)
-        x = _shaped_noise(rng, n, sr, audible * _tilt(f, exponent))
+        x = _shaped_noise(rng, n, sr, audible * tilt(f, exponent))
     elif kind == "mains_hum":
         x = hum(rng.choice([50.0, 60.0]), 6) + rng.uniform(0.05, 0.3) * _shaped_noise(
-            rng, n, sr, audible * _tilt(f, -0.5)
+            rng, n, sr, audible * tilt(f, -0.5)
         )
     elif kind == "room_tone":
-        x = _shaped_noise(rng, n, sr, audible * _tilt(f, -0.5) * _band(f, 30.0, 2000.0))
+        x = _shaped_noise(rng, n, sr, audible * tilt(f, -0.5) * band(f, 30.0, 2000.0))
         x *= 1.0 + 0.2 * _smooth_walk(rng, n, sr, 0.2)
         x += rng.uniform(0.0, 0.2) * hum(rng.choice([50.0, 60.0]), 3)
     elif kind == "traffic":
-        x = _shaped_noise(rng, n, sr, audible * _tilt(f, -1.0) * _band(f, 25.0, 600.0))
+        x = _shaped_noise(rng, n, sr, audible * tilt(f, -1.0) * band(f, 25.0, 600.0))
         passes = np.ones(n)
         for centre in rng.uniform(0.0, duration_s, rng.integers(1, 4)):
             passes += rng.uniform(1.0, 4.0) * np.exp(-0.5 * ((t - centre) / rng.uniform(1, 3)) ** 2)
         x *= passes
     elif kind == "ventilation":
-        x = _shaped_noise(rng, n, sr, audible * _band(f, 150.0, 1500.0))
+        x = _shaped_noise(rng, n, sr, audible * band(f, 150.0, 1500.0))
         x += rng.uniform(0.1, 0.5) * hum(rng.uniform(80.0, 200.0), 4)  # fan blade pass
     else:
         raise ValueError(f"unknown background kind {kind!r}; choose from {BACKGROUND_KINDS}")
@@ -725,7 +702,7 @@ def _convolve(x: np.ndarray, h: np.ndarray) -> np.ndarray:
 
 def device_response(rng: np.random.Generator, f: np.ndarray, device: DeviceConfig) -> np.ndarray:
     """A device's magnitude response on frequencies ``f``: band limits and random EQ peaks."""
-    response = _band(f, rng.uniform(*device.highpass_hz), rng.uniform(*device.lowpass_hz))
+    response = band(f, rng.uniform(*device.highpass_hz), rng.uniform(*device.lowpass_hz))
     for _ in range(device.eq_peaks):
         centre = np.exp(rng.uniform(np.log(200.0), np.log(6000.0)))
         gain = 10.0 ** (rng.uniform(-device.eq_gain_db, device.eq_gain_db) / 20.0)
@@ -744,7 +721,7 @@ def record(x: np.ndarray, rng: np.random.Generator, sr: int, domain: DomainConfi
         x = _convolve(x, rir)
     if domain.device is not None:
         device = domain.device
-        x = _filter(x, device_response(rng, _freqs(len(x), sr), device))
+        x = filter_magnitude(x, device_response(rng, rfft_freqs(len(x), sr), device))
         peak = np.max(np.abs(x)) + 1e-12
         drive = rng.uniform(*device.drive)
         x = peak * np.tanh(drive * x / peak) / np.tanh(drive)
@@ -823,10 +800,6 @@ _SUBSETS: tuple[_Subset, ...] = (
 )
 
 
-def _rng(seed: int, *words: int) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence([seed, *words]))
-
-
 @dataclass(frozen=True)
 class _SourceJob:
     path: Path
@@ -840,7 +813,7 @@ class _SourceJob:
 
 def _make_source(job: _SourceJob) -> float:
     """Write one foreground or background source file; returns its duration in seconds."""
-    rng = _rng(job.seed, *job.words)
+    rng = seeded_rng(job.seed, *job.words)
     if job.label in SOURCE_GENERATORS:
         d = job.domain
         style = SourceStyle(
@@ -949,7 +922,7 @@ def _render_clip(plan: _ClipPlan) -> list[tuple[float, float, str]]:
             fix_clipping=True, disable_instantiation_warnings=True
         )
     x = np.asarray(audio, dtype=np.float64)[:, 0]
-    x = record(x, _rng(plan.seed, _STREAM_RECORD, *plan.words), plan.sr, plan.domain)
+    x = record(x, seeded_rng(plan.seed, _STREAM_RECORD, *plan.words), plan.sr, plan.domain)
     _write_pcm16(plan.out_path, x, plan.sr)
     return sorted(
         (round(float(on), 3), round(float(off), 3), str(lab)) for on, off, lab in annotation
@@ -961,16 +934,6 @@ def _write_pcm16(path: Path, x: np.ndarray, sr: int) -> None:
     float conversion."""
     pcm = np.round(np.clip(x, -1.0, 1.0) * 32767.0).astype("<i2")
     sf.write(path, pcm, sr, subtype="PCM_16")
-
-
-def _map(fn: Callable, jobs: list, n_workers: int) -> list:
-    """``[fn(job) for job in jobs]``, in order, over ``n_workers`` processes when > 1."""
-    if n_workers <= 1 or len(jobs) < 2:
-        return [fn(job) for job in jobs]
-    # spawn: safe even when the caller has started threads (torch), and the same on every OS.
-    context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(n_workers, mp_context=context) as pool:
-        return list(pool.map(fn, jobs, chunksize=max(1, len(jobs) // (8 * n_workers))))
 
 
 # --------------------------------------------------------------------------------------------
@@ -986,11 +949,6 @@ def _strong_rows(clips: list[tuple[str, list[tuple[float, float, str]]]]) -> lis
     return rows
 
 
-def _write_tsv(path: Path, rows: list[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
-
-
 def _write_metadata(
     root: Path, cfg: SynthConfig, clips: dict[str, list[tuple[str, list[tuple[float, float, str]]]]]
 ) -> None:
@@ -1000,22 +958,22 @@ def _write_metadata(
         ]
 
     meta = root / "metadata"
-    _write_tsv(meta / "train" / "synthetic.tsv", _strong_rows(clips["synthetic"]))
-    _write_tsv(
+    write_lines(meta / "train" / "synthetic.tsv", _strong_rows(clips["synthetic"]))
+    write_lines(
         meta / "train" / "weak.tsv",
         ["filename\tevent_labels"]
         + [f"{name}\t{','.join(sorted({e[2] for e in ev}))}" for name, ev in clips["weak"]],
     )
-    _write_tsv(
+    write_lines(
         meta / "train" / "unlabel_in_domain.tsv",
         ["filename"] + [name for name, _ in clips["unlabel_in_domain"]],
     )
-    _write_tsv(meta / "validation" / "validation.tsv", _strong_rows(clips["validation"]))
-    _write_tsv(meta / "validation" / "validation_durations.tsv", durations("validation"))
-    _write_tsv(meta / "eval" / "synthetic.tsv", _strong_rows(clips["eval_synthetic"]))
-    _write_tsv(meta / "eval" / "synthetic_durations.tsv", durations("eval_synthetic"))
-    _write_tsv(meta / "hidden" / "weak.tsv", _strong_rows(clips["weak"]))
-    _write_tsv(meta / "hidden" / "unlabel_in_domain.tsv", _strong_rows(clips["unlabel_in_domain"]))
+    write_lines(meta / "validation" / "validation.tsv", _strong_rows(clips["validation"]))
+    write_lines(meta / "validation" / "validation_durations.tsv", durations("validation"))
+    write_lines(meta / "eval" / "synthetic.tsv", _strong_rows(clips["eval_synthetic"]))
+    write_lines(meta / "eval" / "synthetic_durations.tsv", durations("eval_synthetic"))
+    write_lines(meta / "hidden" / "weak.tsv", _strong_rows(clips["weak"]))
+    write_lines(meta / "hidden" / "unlabel_in_domain.tsv", _strong_rows(clips["unlabel_in_domain"]))
 
 
 _METADATA_FILES = {
@@ -1080,8 +1038,7 @@ def _card(
             "synthetic": dataclasses.asdict(cfg.synthetic),
             "real": dataclasses.asdict(cfg.real),
         },
-        # n_workers is left out: it never changes the files, and the card is one of them.
-        "config": {k: v for k, v in dataclasses.asdict(cfg).items() if k != "n_workers"},
+        "config": config_for_card(cfg),
     }
 
 
@@ -1148,9 +1105,9 @@ def _card_markdown(card: dict) -> str:
 # --------------------------------------------------------------------------------------------
 # Entry points
 # --------------------------------------------------------------------------------------------
-def _write_dataset(staging: Path, cfg: SynthConfig, *, seed: int, preset: str, say: Log) -> int:
+def _write_dataset(staging: Path, cfg: SynthConfig, *, seed: int, preset: str, say: Log) -> str:
     """Generate sources in a temporary work folder, mix and write every clip, the metadata and
-    the card into ``staging``; returns the number of clips."""
+    the card into ``staging``; returns the summary line (how many clips)."""
     sr = cfg.sample_rate
     with tempfile.TemporaryDirectory(prefix="sedkit-synth-") as work_name:
         work = Path(work_name)
@@ -1158,35 +1115,37 @@ def _write_dataset(staging: Path, cfg: SynthConfig, *, seed: int, preset: str, s
         jobs: list[_SourceJob] = []
         for p, (pool, domain_attr) in enumerate(_POOLS):
             domain = getattr(cfg, domain_attr)
-            for c, label in enumerate(CLASSES):
+            # (role, class or kind, seed stream, its index, files, name digits, max duration)
+            kinds = [
+                ("fg", label, _STREAM_SOURCE, c, cfg.sources_per_class, 4, cfg.clip_duration_s)
+                for c, label in enumerate(CLASSES)
+            ] + [
+                (
+                    "bg",
+                    kind,
+                    _STREAM_BACKGROUND,
+                    BACKGROUND_KINDS.index(kind),
+                    cfg.backgrounds_per_kind,
+                    3,
+                    cfg.clip_duration_s + 2.0,
+                )
+                for kind in domain.backgrounds
+            ]
+            for role, label, stream, index, count, digits, max_duration_s in kinds:
                 jobs += [
                     _SourceJob(
-                        work / pool / "fg" / label / f"{label}_{i:04d}.wav",
+                        work / pool / role / label / f"{label}_{i:0{digits}d}.wav",
                         label,
                         domain,
-                        (_STREAM_SOURCE, p, c, i),
+                        (stream, p, index, i),
                         seed,
                         sr,
-                        cfg.clip_duration_s,
+                        max_duration_s,
                     )
-                    for i in range(cfg.sources_per_class)
-                ]
-            for kind in domain.backgrounds:
-                k = BACKGROUND_KINDS.index(kind)
-                jobs += [
-                    _SourceJob(
-                        work / pool / "bg" / kind / f"{kind}_{i:03d}.wav",
-                        kind,
-                        domain,
-                        (_STREAM_BACKGROUND, p, k, i),
-                        seed,
-                        sr,
-                        cfg.clip_duration_s + 2.0,
-                    )
-                    for i in range(cfg.backgrounds_per_kind)
+                    for i in range(count)
                 ]
         say(f"synth: generating {len(jobs)} source sounds ({cfg.n_workers} worker(s))")
-        durations = _map(_make_source, jobs, cfg.n_workers)
+        durations = run_jobs(_make_source, jobs, cfg.n_workers)
         pools: dict[str, dict[str, dict[str, list[tuple[str, float]]]]] = {
             pool: {"fg": {}, "bg": {}} for pool, _ in _POOLS
         }
@@ -1204,12 +1163,12 @@ def _write_dataset(staging: Path, cfg: SynthConfig, *, seed: int, preset: str, s
             n_clips = getattr(cfg, subset.count_field)
             fraction = getattr(cfg, subset.empty_field) if subset.empty_field else 0.0
             n_empty = max(1, round(fraction * n_clips)) if fraction > 0 else 0
-            empty = set(_rng(seed, _STREAM_EMPTY, s).permutation(n_clips)[:n_empty].tolist())
+            empty = set(seeded_rng(seed, _STREAM_EMPTY, s).permutation(n_clips)[:n_empty].tolist())
             (staging / subset.audio_dir).mkdir(parents=True, exist_ok=True)
             for i in range(n_clips):
                 name = f"{subset.prefix}_{i:05d}.wav"
                 background, events = _plan_clip(
-                    _rng(seed, _STREAM_PLAN, s, i),
+                    seeded_rng(seed, _STREAM_PLAN, s, i),
                     cfg,
                     domain,
                     pools[subset.pool]["fg"],
@@ -1236,7 +1195,7 @@ def _write_dataset(staging: Path, cfg: SynthConfig, *, seed: int, preset: str, s
 
         # 3. Mix, record and write the clips.
         say(f"synth: mixing {len(plans)} soundscapes with scaper")
-        annotations = _map(_render_clip, plans, cfg.n_workers)
+        annotations = run_jobs(_render_clip, plans, cfg.n_workers)
 
     clips: dict[str, list[tuple[str, list[tuple[float, float, str]]]]] = {
         subset.name: [] for subset in _SUBSETS
@@ -1245,9 +1204,9 @@ def _write_dataset(staging: Path, cfg: SynthConfig, *, seed: int, preset: str, s
         clips[subset_name].append((name, events))
     _write_metadata(staging, cfg, clips)
     card = _card(cfg, preset, seed, clips)
-    (staging / "dataset_card.json").write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+    write_json(staging / "dataset_card.json", card)
     (staging / "dataset_card.md").write_text(_card_markdown(card), encoding="utf-8")
-    return len(names)
+    return f"synth desed: {len(names)} clips"
 
 
 def build(
@@ -1263,23 +1222,11 @@ def build(
     ``out_dir`` must be absent or empty. The tree is assembled next to it and moved into place
     at the end, so an interrupted build never leaves a half dataset that looks complete.
     """
-    say = log or (lambda message: None)
-    out_dir = Path(out_dir).resolve()
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise UserError(f"{out_dir}: output folder exists and is not empty; choose another one")
-    staging = out_dir.parent / f".{out_dir.name}.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
-        n_clips = _write_dataset(staging, config, seed=seed, preset=preset, say=say)
-        if out_dir.exists():
-            out_dir.rmdir()  # empty, checked above
-        os.replace(staging, out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    say(f"synth: wrote {n_clips} clips to {out_dir}")
-    return out_dir / "dataset_card.json"
+    return build_into(
+        out_dir,
+        log,
+        lambda staging, say: _write_dataset(staging, config, seed=seed, preset=preset, say=say),
+    )
 
 
 def synthesize(
@@ -1290,9 +1237,7 @@ def synthesize(
     Returns the path of the dataset card (``dataset_card.json``; ``dataset_card.md`` lies next
     to it). The same preset and seed give byte-identical files.
     """
-    if preset not in PRESETS:
-        raise UserError(f"unknown synth preset {preset!r}; choose from {', '.join(PRESETS)}")
-    return build(out_dir, PRESETS[preset], seed=seed, preset=preset, log=log)
+    return build(out_dir, check_preset(preset, PRESETS), seed=seed, preset=preset, log=log)
 
 
 __all__ = [

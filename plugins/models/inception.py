@@ -30,15 +30,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sedkit import hookimpl
-from sedkit.components import Batch, Model, ModelContext, ModelOutput
+from sedkit.components import ModelContext, ModelOutput
 from sedkit_plugins.models.vgg import (
     Activation,
+    KerasClassifier,
     activation_layer,
     batch_norm_2d,
+    check_head_params,
     flatten_channels_last,
     keras_init_,
-    kernel_l2,
-    masked_cross_entropy,
 )
 
 
@@ -126,13 +126,10 @@ class InceptionParams:
             raise ValueError(f"filters: expected three filter counts >= 1, got {self.filters}")
         if self.stem_filters < 1 or self.dense_units < 1:
             raise ValueError("stem_filters and dense_units must be >= 1")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout: must be in [0, 1), got {self.dropout}")
-        if self.l2 < 0:
-            raise ValueError(f"l2: must be >= 0, got {self.l2}")
+        check_head_params(self.dropout, self.l2)
 
 
-class Inception(Model):
+class Inception(KerasClassifier):
     """I(p,q,r) on log-mel patches ``[B, M, T]``; ``h`` is the hidden dense layer's output."""
 
     Params = InceptionParams
@@ -182,14 +179,8 @@ class Inception(Model):
 
     def regularized_layers(self) -> list[nn.Module]:
         """Layers whose kernels carry the L2 penalty (see the module docstring)."""
-        layers = [m for m in self.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+        layers = super().regularized_layers()
         return layers if self.params.l2_output else [m for m in layers if m is not self.classifier]
-
-    def supervised_loss(self, out: ModelOutput, batch: Batch) -> dict[str, Tensor]:
-        terms = {"ce": masked_cross_entropy(out.clip_logits, batch.label)}
-        if self.params.l2 > 0:
-            terms["l2"] = kernel_l2(self.regularized_layers(), self.params.l2)
-        return terms
 
 
 @hookimpl

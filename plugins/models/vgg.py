@@ -12,9 +12,9 @@ zero biases, batch norm with epsilon 1e-3 and momentum 0.99 (PyTorch momentum 0.
 last when flattening, and the L2 kernel regularizer as a loss term ``l2`` = 0.001 * sum of
 squared kernel values (not optimizer weight decay, which Adam would scale differently).
 
-The helpers :func:`activation_layer`, :func:`keras_init_`, :func:`kernel_l2` and
-:func:`masked_cross_entropy` are public so that the Inception network and the ensemble share
-them.
+The helpers :func:`activation_layer`, :func:`keras_init_`, :func:`kernel_l2`,
+:func:`masked_cross_entropy`, :func:`check_head_params` and the base class
+:class:`KerasClassifier` (loss terms) are public so that the Inception network shares them.
 """
 
 from __future__ import annotations
@@ -94,6 +94,30 @@ def batch_norm_2d(channels: int, enabled: bool) -> nn.Module:
     return nn.BatchNorm2d(channels, **KERAS_BATCH_NORM) if enabled else nn.Identity()
 
 
+def check_head_params(dropout: float, l2: float) -> None:
+    """Value checks of the settings every Keras-style classifier has (for ``__post_init__``)."""
+    if not 0.0 <= dropout < 1.0:
+        raise ValueError(f"dropout: must be in [0, 1), got {dropout}")
+    if l2 < 0:
+        raise ValueError(f"l2: must be >= 0, got {l2}")
+
+
+class KerasClassifier(Model):
+    """Base of the Keras-style clip classifiers: the supervised loss is the cross-entropy of
+    the labeled clips (``ce``) plus the L2 kernel penalty ``params.l2`` on
+    :meth:`regularized_layers` (``l2``)."""
+
+    def regularized_layers(self) -> list[nn.Module]:
+        """Layers whose kernels carry the L2 penalty: every conv and dense layer."""
+        return [m for m in self.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+
+    def supervised_loss(self, out: ModelOutput, batch: Batch) -> dict[str, Tensor]:
+        terms = {"ce": masked_cross_entropy(out.clip_logits, batch.label)}
+        if self.params.l2 > 0:
+            terms["l2"] = kernel_l2(self.regularized_layers(), self.params.l2)
+        return terms
+
+
 # --------------------------------------------------------------------------------------------
 # Model
 # --------------------------------------------------------------------------------------------
@@ -126,13 +150,10 @@ class VGGParams:
             raise ValueError(f"kernel_size: must be odd (same padding), got {self.kernel_size}")
         if self.pool_size < 1 or self.bottleneck_filters < 1 or self.dense_units < 1:
             raise ValueError("pool_size, bottleneck_filters and dense_units must be >= 1")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"dropout: must be in [0, 1), got {self.dropout}")
-        if self.l2 < 0:
-            raise ValueError(f"l2: must be >= 0, got {self.l2}")
+        check_head_params(self.dropout, self.l2)
 
 
-class VGG(Model):
+class VGG(KerasClassifier):
     """V(a,b,c,d) on log-mel patches ``[B, M, T]``; ``h`` is the dense layer's output."""
 
     Params = VGGParams
@@ -179,16 +200,6 @@ class VGG(Model):
         x = self.dropout(flatten_channels_last(x))
         h = self.dense_activation(self.dense_norm(self.dense(x)))
         return ModelOutput(clip_logits=self.classifier(self.dropout(h)), h=h)
-
-    def regularized_layers(self) -> list[nn.Module]:
-        """Layers whose kernels carry the L2 penalty: every conv and dense layer."""
-        return [m for m in self.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
-
-    def supervised_loss(self, out: ModelOutput, batch: Batch) -> dict[str, Tensor]:
-        terms = {"ce": masked_cross_entropy(out.clip_logits, batch.label)}
-        if self.params.l2 > 0:
-            terms["l2"] = kernel_l2(self.regularized_layers(), self.params.l2)
-        return terms
 
 
 @hookimpl
