@@ -115,7 +115,7 @@ def main() -> None:
             f"Data: preset `{card.get('preset')}`, seed {card.get('seed')}. "
             f"Training time per seed: {statistics.mean(r['train_s'] for r in rows):.0f} s.\n\n"
             f"Command: `python tools/measure_domain_gap.py --seeds {' '.join(map(str, args.seeds))}"
-            f" --write {args.write}`\n\n{table}\n"
+            f" --epochs {args.epochs} --write {args.write}`\n\n{table}\n"
         )
         Path(args.write).write_text(text)
 
