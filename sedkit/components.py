@@ -290,9 +290,7 @@ class PseudoLabeler(nn.Module):
     def stage(self, epoch: int) -> str:
         return "train"
 
-    def on_epoch_start(
-        self, epoch: int, predictor: Predictor, data: DataModule
-    ) -> dict[str, Any]:
+    def on_epoch_start(self, epoch: int, predictor: Predictor, data: DataModule) -> dict[str, Any]:
         return {}
 
     def loss(self, step: Step) -> dict[str, Tensor]:
