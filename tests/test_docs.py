@@ -49,3 +49,49 @@ def test_readme_setup_commands_match_ci():
     assert "python3 -m pytest -q" in readme
     assert "bash tools/install.sh" in ci and "python3 -m pytest -q" in ci
     assert (ROOT / "recipes" / "dcase2019_task4.yaml").is_file()
+
+
+def test_readme_plugin_example_works():
+    """The plugin example in the README registers a model that builds, runs and trains."""
+    import types
+
+    import torch
+
+    from sedkit.components import Batch, ModelContext
+
+    block = re.search(
+        r"```python\n(# my_sed_models/__init__.py.*?)```",
+        readme := (ROOT / "README.md").read_text(),
+        re.S,
+    )
+    assert block, "README lost its plugin example"
+    module = types.ModuleType("my_sed_models")
+    exec(compile(block.group(1), "README.md", "exec"), module.__dict__)
+    for fn in vars(module).values():
+        if getattr(fn, "__name__", "") == "sedkit_register_models":
+            fn.__module__ = "my_sed_models"
+    plugins = Plugins.load(builtins_only=True, extra=[("my_sed_models", module)])
+    cls = plugins.component("model", "tiny")
+    ctx = ModelContext(
+        task="sed",
+        recipe_path=None,
+        sample_rate=16000,
+        seed=0,
+        log=None,
+        n_classes=3,
+        n_mels=8,
+        n_frames=20,
+    )
+    model = cls(cls.Params(), ctx)
+    batch = Batch(
+        filenames=["a", "b"],
+        stream=["synthetic"] * 2,
+        domain=torch.zeros(2),
+        strong=torch.zeros(2, 20, 3),
+        strong_mask=torch.tensor([True, False]),
+    )
+    out = model(torch.randn(2, 8, 20))
+    loss = model.supervised_loss(out, batch)["frame_bce"]
+    loss.backward()
+    assert out.frame_probs.shape == (2, 20, 3) and torch.isfinite(loss)
+    assert "[project.entry-points.sedkit]" in readme
