@@ -38,6 +38,7 @@ import numpy as np
 import soundfile as sf
 
 import sedkit
+from sedkit.class_lists import DESED_CLASSES
 from sedkit.compat import import_scaper
 from sedkit_plugins.data.synth_common import (
     band,
@@ -58,18 +59,7 @@ from sedkit_plugins.data.synth_common import (
 #: Bumped whenever a change alters the generated files for a given seed and preset.
 GENERATOR_VERSION = "1.0"
 
-CLASSES: tuple[str, ...] = (
-    "Alarm_bell_ringing",
-    "Blender",
-    "Cat",
-    "Dishes",
-    "Dog",
-    "Electric_shaver_toothbrush",
-    "Frying",
-    "Running_water",
-    "Speech",
-    "Vacuum_cleaner",
-)
+CLASSES: tuple[str, ...] = DESED_CLASSES
 #: Stationary classes whose events last seconds; scaper takes an excerpt of their sources.
 LONG_CLASSES: frozenset[str] = frozenset(
     {"Blender", "Electric_shaver_toothbrush", "Frying", "Running_water", "Vacuum_cleaner"}

@@ -27,6 +27,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from sedkit import class_lists
 from sedkit.errors import InputFileError
 
 __all__ = [
@@ -41,18 +42,7 @@ __all__ = [
 ]
 
 #: The ten DESED classes in DESED's (alphabetical) order.
-DESED_CLASSES: list[str] = [
-    "Alarm_bell_ringing",
-    "Blender",
-    "Cat",
-    "Dishes",
-    "Dog",
-    "Electric_shaver_toothbrush",
-    "Frying",
-    "Running_water",
-    "Speech",
-    "Vacuum_cleaner",
-]
+DESED_CLASSES: list[str] = list(class_lists.DESED_CLASSES)
 
 
 @dataclass(frozen=True)
