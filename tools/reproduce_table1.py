@@ -3,7 +3,8 @@
     python tools/reproduce_table1.py --seeds 1 2 3 --jobs 2 --write docs/table1.md
 
 Runs every variant of recipes/dcase2019_task4/ for every seed (``--jobs`` runs side by side,
-each with ``2 // jobs`` CPU threads), skipping variant/seed pairs that already completed under
+each with ``2 // jobs`` CPU threads unless
+``--threads`` says), skipping variant/seed pairs that already completed under
 ``--root``, then tabulates event-based macro F1, segment-based macro F1, PSDS1 and PSDS2 (mean
 and standard deviation over seeds, from ``sedkit compare``) beside the paper's figures.
 """
@@ -70,12 +71,15 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--variants", nargs="+", default=list(PAPER))
     parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument(
+        "--threads", type=int, help="CPU threads per run (default: 2 // jobs, at least 1)"
+    )
     parser.add_argument("--root", default="runs/table1")
     parser.add_argument("--write", help="markdown file for the table")
     parser.add_argument("overrides", nargs="*", help="recipe overrides for every run")
     args = parser.parse_args()
     run_root = Path(args.root)
-    threads = max(1, 2 // args.jobs)
+    threads = args.threads or max(1, 2 // args.jobs)
     pairs = [(v, s) for s in args.seeds for v in args.variants]
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         for line in pool.map(lambda p: run_one(run_root, *p, threads, args.overrides), pairs):

@@ -71,6 +71,25 @@ def agreement_labels(
     return positive.to(torch.int8), positive | negative
 
 
+def weak_consistent(
+    frame_y: Tensor, frame_kept: Tensor, clip_truth: Tensor, has_clip_labels: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Frame pseudo-labels [B, T', C] made consistent with known clip labels [B, C].
+
+    For clips with clip labels (``has_clip_labels`` [B]): a class absent from the clip is 0 in
+    every frame (a certainty, kept whatever the labelers say); a class present in the clip whose
+    frames hold no agreed positive is masked in every frame, since "absent everywhere" would
+    contradict the clip label. Other clips are unchanged.
+    Check: clip labels [1, 0] with agreed frame labels all 0 -> class 0 masked, class 1 all 0.
+    """
+    known = has_clip_labels[:, None]
+    absent = known & ~clip_truth
+    unlocated = known & clip_truth & ~(frame_kept & (frame_y == 1)).any(dim=1)
+    frame_y = torch.where(absent[:, None, :], torch.zeros_like(frame_y), frame_y)
+    frame_kept = (frame_kept | absent[:, None, :]) & ~unlocated[:, None, :]
+    return frame_y, frame_kept
+
+
 @dataclass
 class TriTrainingParams:
     """Keys of ``pseudo_labeler.params``.
@@ -89,6 +108,9 @@ class TriTrainingParams:
     threshold: float = 0.5  # agreement threshold (paper: 0.5)
     margin: float = 0.0  # both labelers must be this far from the threshold (paper: 0)
     pseudo_weight: float = 1.0  # weight of the stage-2 pseudo-label BCE terms
+    # Beyond the paper: frame pseudo-labels of weak clips obey their clip labels (see
+    # weak_consistent); the paper leaves W_psl to the labelers alone.
+    weak_label_consistency: bool = False
 
     def __post_init__(self) -> None:
         if self.stage1_epochs < 0:
@@ -299,6 +321,13 @@ class TriTraining(PseudoLabeler):
                 f1, c1, f2, c2 = (t.float().cpu() for t in (f1, c1, f2, c2))
                 clip_y, clip_kept = agreement_labels(c1, c2, thr, margin)
                 frame_y, frame_kept = agreement_labels(f1, f2, thr, margin)
+                if self.params.weak_label_consistency and batch.weak is not None:
+                    frame_y, frame_kept = weak_consistent(
+                        frame_y,
+                        frame_kept,
+                        batch.weak.detach().cpu() > 0.5,
+                        _mask(batch.weak_mask, len(batch)),
+                    )
                 clip_store = torch.where(clip_kept, clip_y, torch.full_like(clip_y, MASKED))
                 frame_store = torch.where(frame_kept, frame_y, torch.full_like(frame_y, MASKED))
                 names.extend(batch.filenames)

@@ -18,6 +18,7 @@ from sedkit_plugins.pseudo_labelers.tri_training import (
     TriTrainingParams,
     agreement_labels,
     orthogonality,
+    weak_consistent,
 )
 
 C, MELS, FRAMES = 3, 8, 16
@@ -203,6 +204,32 @@ def test_pseudo_labels_and_their_statistics() -> None:
     # Frames are cropped or padded with MASKED to the requested length.
     _, longer = tri.lookup(["unl_a.wav"], frames + 2)
     assert (longer[0, frames:] == MASKED).all() and (longer[0, 2:frames] == 1).all()
+
+
+def test_weak_consistent_frame_labels() -> None:
+    # Clip 0 has clip labels [1, 0, 1]: class a has an agreed positive frame, class b is absent
+    # (forced to 0 even where the labelers said 1 or disagreed), class c has no agreed positive
+    # (masked everywhere). Clip 1 has no clip labels and is left as it was.
+    frame_y = torch.tensor([[[1, 1, 0], [0, 0, 0]], [[1, 1, 0], [0, 0, 0]]], dtype=torch.int8)
+    kept = torch.tensor([[[True, True, True], [True, False, True]]] * 2)
+    truth = torch.tensor([[True, False, True], [False, False, False]])
+    y, k = weak_consistent(frame_y, kept, truth, torch.tensor([True, False]))
+    assert y[0].tolist() == [[1, 0, 0], [0, 0, 0]]
+    assert k[0].tolist() == [[True, True, False], [True, True, False]]
+    assert torch.equal(y[1], frame_y[1]) and torch.equal(k[1], kept[1])
+
+
+def test_weak_label_consistency_param_applies_to_weak_clips_only() -> None:
+    frames = 6
+    tri, outputs = fixed_tri(frames)
+    tri.params.weak_label_consistency = True
+    tri.compute_pseudo_labels(outputs)
+    _, frame = tri.lookup(["weak.wav", "unl_a.wav"], frames)
+    # weak.wav has clip labels [1, 0, 1]: class b is 0 in every frame, the disagreeing first
+    # two frames of a and c stay masked, the agreed positives stay.
+    assert (frame[0, :, 1] == 0).all()
+    assert (frame[0, :2, [0, 2]] == MASKED).all() and (frame[0, 2:, [0, 2]] == 1).all()
+    assert (frame[1, :2] == MASKED).all() and (frame[1, 2:] == 1).all()
 
 
 def test_stage2_loss_uses_pseudo_labels_only_where_true_labels_are_missing() -> None:

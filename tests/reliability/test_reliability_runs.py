@@ -264,6 +264,31 @@ def test_predict_on_bad_audio_names_it_and_writes_nothing(trained_run, clip, run
     assert not out.exists()
 
 
+def test_predict_on_a_folder_writes_detections_that_score_accepts(
+    trained_run, clip, run_cli, tmp_path
+):
+    rs.write_wav(clip.parent / "nested" / "second.wav", rs.tone(0.5, freq=300.0), rs.SR)
+    out = tmp_path / "detections.tsv"
+    # Threshold 0: every class is "detected" on every clip, so the file is never empty.
+    result = run_cli("predict", trained_run, clip.parent, "-o", out, "--threshold", "0")
+    assert result.code == 0, result.err[-3000:]
+    rows = [line.split("\t") for line in out.read_text().splitlines()[1:]]
+    assert {row[0] for row in rows} == {"clip.wav", "second.wav"}
+    ref = rs.write_tsv(
+        tmp_path / "gt.tsv",
+        rs.STRONG_HEADER,
+        [
+            ["clip.wav", 0.0, 0.5, "Beep"],
+            ["second.wav", 0.0, 0.5, "Hum"],
+            ["second.wav", 0.1, 0.3, "Tick"],
+        ],
+    )
+    scored = run_cli("score", "--ref", ref, "--est", out, "--json", "--no-dcase-psds")
+    assert scored.code == 0, scored.err[-3000:]
+    metrics = json.loads(scored.out)
+    assert metrics["segment_f1_micro"] > 0  # the true events are among the detections
+
+
 def test_new_runs_never_share_a_directory(tmp_path):
     first = create_run_dir(tmp_path, "recipe")
     (first / "keep.txt").write_text("precious")
