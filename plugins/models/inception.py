@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from sedkit import hookimpl
 from sedkit.components import ModelContext, ModelOutput
 from sedkit_plugins.models.vgg import (
+    KERAS_BATCH_NORM_MOMENTUM,
     Activation,
     KerasClassifier,
     activation_layer,
@@ -116,6 +117,7 @@ class InceptionParams:
     dropout: float = 0.5
     activation: Activation = "relu"
     batch_norm: bool = True  # the two batch norms of the stem (modules never have one)
+    batch_norm_momentum: float = KERAS_BATCH_NORM_MOMENTUM  # as VGGParams.batch_norm_momentum
     l2: float = 0.001
     l2_output: bool = False  # the authors' output layer has no kernel regularizer
 
@@ -126,7 +128,7 @@ class InceptionParams:
             raise ValueError(f"filters: expected three filter counts >= 1, got {self.filters}")
         if self.stem_filters < 1 or self.dense_units < 1:
             raise ValueError("stem_filters and dense_units must be >= 1")
-        check_head_params(self.dropout, self.l2)
+        check_head_params(self.dropout, self.l2, self.batch_norm_momentum)
 
 
 class Inception(KerasClassifier):
@@ -142,12 +144,12 @@ class Inception(KerasClassifier):
         self.stem = nn.Sequential(
             activation_layer(act),
             SamePool2d("max", 3, 2),
-            batch_norm_2d(p.stem_filters, p.batch_norm),
+            batch_norm_2d(p.stem_filters, p.batch_norm, p.batch_norm_momentum),
             nn.Conv2d(p.stem_filters, p.stem_filters, 1),
             activation_layer(act),
             nn.Conv2d(p.stem_filters, p.stem_filters, 3, padding=1),
             activation_layer(act),
-            batch_norm_2d(p.stem_filters, p.batch_norm),
+            batch_norm_2d(p.stem_filters, p.batch_norm, p.batch_norm_momentum),
             SamePool2d("max", 3, 2),
         )
         blocks: list[nn.Module] = []

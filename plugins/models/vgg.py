@@ -33,8 +33,10 @@ from sedkit.errors import UserError
 
 Activation = Literal["relu", "leaky_relu", "elu", "selu"]
 
-#: Keras BatchNormalization defaults (epsilon 1e-3, moving-average momentum 0.99).
-KERAS_BATCH_NORM = {"eps": 1e-3, "momentum": 0.01}
+#: Keras BatchNormalization defaults: epsilon 1e-3, moving-average momentum 0.99 (PyTorch's
+#: momentum is the weight of the new batch: 1 - 0.99 = 0.01).
+KERAS_BATCH_NORM_EPS = 1e-3
+KERAS_BATCH_NORM_MOMENTUM = 0.01
 
 
 # --------------------------------------------------------------------------------------------
@@ -90,12 +92,18 @@ def flatten_channels_last(x: Tensor) -> Tensor:
     return x.permute(0, 2, 3, 1).flatten(1)
 
 
-def batch_norm_2d(channels: int, enabled: bool) -> nn.Module:
-    return nn.BatchNorm2d(channels, **KERAS_BATCH_NORM) if enabled else nn.Identity()
+def batch_norm_2d(
+    channels: int, enabled: bool, momentum: float = KERAS_BATCH_NORM_MOMENTUM
+) -> nn.Module:
+    if not enabled:
+        return nn.Identity()
+    return nn.BatchNorm2d(channels, eps=KERAS_BATCH_NORM_EPS, momentum=momentum)
 
 
-def check_head_params(dropout: float, l2: float) -> None:
+def check_head_params(dropout: float, l2: float, batch_norm_momentum: float) -> None:
     """Value checks of the settings every Keras-style classifier has (for ``__post_init__``)."""
+    if not 0.0 < batch_norm_momentum <= 1.0:
+        raise ValueError(f"batch_norm_momentum: must be in (0, 1], got {batch_norm_momentum}")
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout: must be in [0, 1), got {dropout}")
     if l2 < 0:
@@ -134,6 +142,9 @@ class VGGParams:
     dropout: float = 0.5
     activation: Activation = "relu"
     batch_norm: bool = True
+    # PyTorch convention (weight of the new batch); 0.01 is Keras' 0.99. With a few hundred
+    # steps the running statistics lag far behind the weights; 0.1 suits short runs.
+    batch_norm_momentum: float = KERAS_BATCH_NORM_MOMENTUM
     l2: float = 0.001  # Keras kernel_regularizer factor on every conv and dense kernel
 
     def __post_init__(self) -> None:
@@ -150,7 +161,7 @@ class VGGParams:
             raise ValueError(f"kernel_size: must be odd (same padding), got {self.kernel_size}")
         if self.pool_size < 1 or self.bottleneck_filters < 1 or self.dense_units < 1:
             raise ValueError("pool_size, bottleneck_filters and dense_units must be >= 1")
-        check_head_params(self.dropout, self.l2)
+        check_head_params(self.dropout, self.l2, self.batch_norm_momentum)
 
 
 class VGG(KerasClassifier):
@@ -168,7 +179,7 @@ class VGG(KerasClassifier):
             for _ in range(n_modules):
                 layers += [
                     nn.Conv2d(channels, filters, p.kernel_size, padding=p.kernel_size // 2),
-                    batch_norm_2d(filters, p.batch_norm),
+                    batch_norm_2d(filters, p.batch_norm, p.batch_norm_momentum),
                     activation_layer(p.activation),
                 ]
                 channels = filters
@@ -181,13 +192,15 @@ class VGG(KerasClassifier):
             )
         layers += [
             nn.Conv2d(channels, p.bottleneck_filters, 1),
-            batch_norm_2d(p.bottleneck_filters, p.batch_norm),
+            batch_norm_2d(p.bottleneck_filters, p.batch_norm, p.batch_norm_momentum),
             activation_layer(p.activation),
         ]
         self.features = nn.Sequential(*layers)
         self.dense = nn.Linear(height * width * p.bottleneck_filters, p.dense_units)
         self.dense_norm = (
-            nn.BatchNorm1d(p.dense_units, **KERAS_BATCH_NORM) if p.batch_norm else nn.Identity()
+            nn.BatchNorm1d(p.dense_units, eps=KERAS_BATCH_NORM_EPS, momentum=p.batch_norm_momentum)
+            if p.batch_norm
+            else nn.Identity()
         )
         self.dense_activation = activation_layer(p.activation)
         self.dropout = nn.Dropout(p.dropout)
