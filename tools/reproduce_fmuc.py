@@ -20,18 +20,15 @@ weighted by ``pl_quantity``); also both at the last epoch. Cells are means over 
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
 import re
-import subprocess
-import sys
-import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from reproduction import completed, train
 
 from sedkit_plugins.pseudo_labelers.fixmatch import TABLE1_VARIANTS
 from sedkit_plugins.reporting.commands import summarize
@@ -107,36 +104,15 @@ def plan(
     return list(dict.fromkeys(jobs))
 
 
-def completed(run_dir: Path) -> bool:
-    record = run_dir / "run.json"
-    return record.is_file() and json.loads(record.read_text()).get("status") == "completed"
-
-
 def run_one(job: Job, run_root: Path, threads: int, extra: Sequence[str]) -> str:
-    run_dir = job.run_dir(run_root)
-    name = f"{job.dataset}/{job.slug} seed {job.seed}"
-    if completed(run_dir):
-        return f"{name}: already completed"
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    if (run_dir / "checkpoints" / "last.pt").is_file():
-        args = ["run", "--resume", str(run_dir)]
-    else:
-        args = [
-            "run",
-            str(RECIPES / job.dataset / f"{job.recipe}.yaml"),
-            f"seed={job.seed}",
-            f"run.name=fmuc-{job.dataset}-{job.slug}",
-            *job.overrides,
-            *extra,
-            "--run-dir",
-            str(run_dir),
-        ]
-    started = time.time()
-    result = subprocess.run(
-        [sys.executable, "-m", "sedkit.cli", *args], env=env, capture_output=True, text=True
+    overrides = [f"seed={job.seed}", f"run.name=fmuc-{job.dataset}-{job.slug}", *job.overrides]
+    return train(
+        f"{job.dataset}/{job.slug} seed {job.seed}",
+        job.run_dir(run_root),
+        RECIPES / job.dataset / f"{job.recipe}.yaml",
+        [*overrides, *extra],
+        threads,
     )
-    status = "ok" if result.returncode == 0 else f"FAILED ({result.stderr.strip()[-300:]})"
-    return f"{name}: {status} in {time.time() - started:.0f} s"
 
 
 # --------------------------------------------------------------------------------------------

@@ -12,13 +12,12 @@ and standard deviation over seeds, from ``sedkit compare``) beside the paper's f
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from reproduction import train
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPES = ROOT / "recipes" / "dcase2019_task4"
@@ -36,34 +35,10 @@ PAPER = {
 METRICS = ["event_f1_macro", "segment_f1_macro", "psds1", "psds2"]
 
 
-def completed(run_root: Path, variant: str, seed: int) -> bool:
-    run_dir = run_root / f"dcase2019_task4-{variant}" / f"seed{seed}"
-    record = run_dir / "run.json"
-    return record.is_file() and json.loads(record.read_text()).get("status") == "completed"
-
-
 def run_one(run_root: Path, variant: str, seed: int, threads: int, extra: list[str]) -> str:
     run_dir = run_root / f"dcase2019_task4-{variant}" / f"seed{seed}"
-    if completed(run_root, variant, seed):
-        return f"{variant} seed {seed}: already completed"
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    if (run_dir / "checkpoints" / "last.pt").is_file():
-        args = ["run", "--resume", str(run_dir)]
-    else:
-        args = [
-            "run",
-            str(RECIPES / f"{variant}.yaml"),
-            f"seed={seed}",
-            *extra,
-            "--run-dir",
-            str(run_dir),
-        ]
-    started = time.time()
-    result = subprocess.run(
-        [sys.executable, "-m", "sedkit.cli", *args], env=env, capture_output=True, text=True
-    )
-    status = "ok" if result.returncode == 0 else f"FAILED ({result.stderr.strip()[-300:]})"
-    return f"{variant} seed {seed}: {status} in {time.time() - started:.0f} s"
+    recipe = RECIPES / f"{variant}.yaml"
+    return train(f"{variant} seed {seed}", run_dir, recipe, [f"seed={seed}", *extra], threads)
 
 
 def main() -> None:

@@ -21,13 +21,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from reproduction import completed, train
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # `python tools/...` from a checkout without installing
@@ -77,35 +77,15 @@ def run_dir(run_root: Path, model: str, variant: str, seed: int) -> Path:
     return run_root / f"dcase2020_task1b-{model}-{variant}" / f"seed{seed}"
 
 
-def completed(path: Path) -> bool:
-    record = path / "run.json"
-    return record.is_file() and json.loads(record.read_text()).get("status") == "completed"
-
-
 def run_one(
     run_root: Path, model: str, variant: str, seed: int, threads: int, extra: list[str]
 ) -> str:
     """Train one run (or resume it, or skip it when it completed); returns a status line."""
+    overrides = [f"seed={seed}", *VARIANTS[variant], *extra]
     path = run_dir(run_root, model, variant, seed)
-    if completed(path):
-        return f"{model} {variant} seed {seed}: already completed"
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    # glibc hands every large freed block back to the OS, so each training step page-faults
-    # its activations in again: measured on V(2,2,3,3), 15 ms of system time per clip, 1.5 ms
-    # with these thresholds (and no change in results).
-    env.setdefault("MALLOC_MMAP_THRESHOLD_", str(2**31))
-    env.setdefault("MALLOC_TRIM_THRESHOLD_", str(2**31))
-    if (path / "checkpoints" / "last.pt").is_file():
-        args = ["run", "--resume", str(path)]
-    else:
-        recipe = str(RECIPES / f"{model}.yaml")
-        args = ["run", recipe, f"seed={seed}", *VARIANTS[variant], *extra, "--run-dir", str(path)]
-    started = time.time()
-    result = subprocess.run(
-        [sys.executable, "-m", "sedkit.cli", *args], env=env, capture_output=True, text=True
+    return train(
+        f"{model} {variant} seed {seed}", path, RECIPES / f"{model}.yaml", overrides, threads
     )
-    status = "ok" if result.returncode == 0 else f"FAILED ({result.stderr.strip()[-300:]})"
-    return f"{model} {variant} seed {seed}: {status} in {time.time() - started:.0f} s"
 
 
 def run_metrics(path: Path) -> dict[str, float]:

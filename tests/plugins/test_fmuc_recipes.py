@@ -27,6 +27,8 @@ def _tool():
         "reproduce_fmuc", ROOT / "tools/reproduce_fmuc.py"
     )
     module = importlib.util.module_from_spec(spec)
+    if str(ROOT / "tools") not in sys.path:
+        sys.path.insert(0, str(ROOT / "tools"))  # the tools import their shared module
     sys.modules[spec.name] = module  # dataclasses look their module up
     spec.loader.exec_module(module)
     return module
