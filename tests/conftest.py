@@ -1,7 +1,13 @@
-"""Test-wide settings."""
+"""Test-wide settings and helpers."""
+
+import importlib.util
+import sys
+from pathlib import Path
 
 import pytest
 import torch
+
+TOOLS = Path(__file__).resolve().parent.parent / "tools"
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -9,3 +15,21 @@ def _one_torch_thread():
     # Tests use tiny tensors: with several threads, synchronisation costs more than the work,
     # and on a busy 2-core machine oversubscription slows everything down many times.
     torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def load_tool():
+    """``load_tool("reproduce_fmuc")``: a script of tools/ imported as a module."""
+
+    def load(name: str):
+        if name in sys.modules:
+            return sys.modules[name]
+        if str(TOOLS) not in sys.path:
+            sys.path.insert(0, str(TOOLS))  # the tools import their shared module
+        spec = importlib.util.spec_from_file_location(name, TOOLS / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # dataclasses look their module up
+        spec.loader.exec_module(module)
+        return module
+
+    return load

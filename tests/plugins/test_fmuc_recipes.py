@@ -7,9 +7,7 @@ leave batch-norm statistics and every training flag as they were).
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,26 +20,14 @@ ROOT = Path(__file__).resolve().parents[2]
 FMUC_RECIPES = sorted((ROOT / "recipes" / "fmuc").rglob("*.yaml"))
 
 
-def _tool():
-    spec = importlib.util.spec_from_file_location(
-        "reproduce_fmuc", ROOT / "tools/reproduce_fmuc.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    if str(ROOT / "tools") not in sys.path:
-        sys.path.insert(0, str(ROOT / "tools"))  # the tools import their shared module
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def plugins():
     return Plugins.load(builtins_only=True)
 
 
 @pytest.fixture(scope="module")
-def tool():
-    return _tool()
+def tool(load_tool):
+    return load_tool("reproduce_fmuc")
 
 
 def test_the_recipe_family_is_complete():

@@ -10,9 +10,7 @@ tests/data/test_classification_data.py. Here: that the recipes ask for exactly t
 
 from __future__ import annotations
 
-import importlib.util
 import logging
-import sys
 from pathlib import Path
 
 import pytest
@@ -43,16 +41,8 @@ def _builtin_plugins(monkeypatch, plugins):
 
 
 @pytest.fixture(scope="module")
-def tool():
-    spec = importlib.util.spec_from_file_location(
-        "reproduce_task1b", ROOT / "tools" / "reproduce_task1b.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    if str(ROOT / "tools") not in sys.path:
-        sys.path.insert(0, str(ROOT / "tools"))  # the tools import their shared module
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+def tool(load_tool):
+    return load_tool("reproduce_task1b")
 
 
 def test_the_recipe_family_is_complete(tool):
