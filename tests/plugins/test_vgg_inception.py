@@ -200,3 +200,15 @@ def test_registered_through_the_hook() -> None:
     vgg.sedkit_register_models(lambda name, cls: registered.setdefault(name, cls))
     inception.sedkit_register_models(lambda name, cls: registered.setdefault(name, cls))
     assert registered == {"vgg": VGG, "inception": Inception}
+
+
+@pytest.mark.parametrize("model_cls, params_cls", [(VGG, VGGParams), (Inception, InceptionParams)])
+def test_batch_norm_momentum_reaches_every_batch_norm(model_cls, params_cls) -> None:
+    def momenta(model: nn.Module) -> set[float]:
+        norms = (nn.BatchNorm1d, nn.BatchNorm2d)
+        return {m.momentum for m in model.modules() if isinstance(m, norms)}
+
+    assert momenta(model_cls(params_cls(), context())) == {0.01}  # Keras' 0.99
+    assert momenta(model_cls(params_cls(batch_norm_momentum=0.1), context())) == {0.1}
+    with pytest.raises(ValueError, match="batch_norm_momentum"):
+        params_cls(batch_norm_momentum=0.0)
