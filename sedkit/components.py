@@ -43,6 +43,14 @@ class NoParams:
 # --------------------------------------------------------------------------------------------
 # Values
 # --------------------------------------------------------------------------------------------
+def example_mask(mask: Tensor | None, size: int, device: torch.device | str = "cpu") -> Tensor:
+    """One of a :class:`Batch`'s ``[B]`` masks as bool on ``device``; all False when the batch
+    has none (e.g. ``example_mask(batch.weak_mask, len(batch))``)."""
+    if mask is None:
+        return torch.zeros(size, dtype=torch.bool, device=device)
+    return mask.detach().to(device=device, dtype=torch.bool)
+
+
 @dataclass
 class Batch:
     """A batch of examples, possibly mixed from several streams (strong, weak, unlabeled).

@@ -19,10 +19,11 @@ from pathlib import Path
 import torch
 
 from sedkit.checkpoint import load_checkpoint
+from sedkit.components import example_mask
 from sedkit.plugins import get_plugins
 from sedkit.recipe import load_recipe
 from sedkit.trainer import Trainer
-from sedkit_plugins.pseudo_labelers.tri_training import _mask, agreement_labels, weak_consistent
+from sedkit_plugins.pseudo_labelers.tri_training import agreement_labels, weak_consistent
 
 THRESHOLDS = [0.3, 0.4, 0.5]
 MARGINS = [0.0, 0.1, 0.2, 0.3]
@@ -42,8 +43,8 @@ def collect(run_dir: Path, checkpoint: str) -> dict[str, torch.Tensor]:
             for batch, out in trainer.predictor.predict(trainer.data.unlabeled_loader()):
                 (f1, c1), (f2, c2) = (labeler(out.h.float()) for labeler in tri.labelers)
                 size = len(batch)
-                unlabeled = ~_mask(batch.weak_mask, size)
-                weak = _mask(batch.weak_mask, size)
+                unlabeled = ~example_mask(batch.weak_mask, size)
+                weak = example_mask(batch.weak_mask, size)
                 truth = batch.hidden["weak"].cpu() > 0.5
                 for key, value in {
                     "c1": c1[unlabeled], "c2": c2[unlabeled], "ct": truth[unlabeled],

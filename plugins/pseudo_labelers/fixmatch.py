@@ -86,7 +86,14 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from sedkit import hookimpl
-from sedkit.components import Batch, HeadContext, ModelOutput, PseudoLabeler, Step
+from sedkit.components import (
+    Batch,
+    HeadContext,
+    ModelOutput,
+    PseudoLabeler,
+    Step,
+    example_mask,
+)
 from sedkit.data.augment import make_generator
 from sedkit.data.spec_augment import SpecAugmentParams, augment_spectrogram
 from sedkit.mc_dropout import eval_mode, mc_dropout_passes, mean_and_std
@@ -435,8 +442,8 @@ class FixMatch(PseudoLabeler):
         p = self.params
         size = len(batch)
         device = samples[0].device
-        no_weak = ~_mask(batch.weak_mask, size, device)
-        no_strong = ~_mask(batch.strong_mask, size, device)
+        no_weak = ~example_mask(batch.weak_mask, size, device)
+        no_strong = ~example_mask(batch.strong_mask, size, device)
         levels = [("clip", strong.clip_probs, no_weak)]
         if p.frame_level:
             levels.append(("frame", strong.frame_probs, no_strong))
@@ -508,7 +515,11 @@ class FixMatch(PseudoLabeler):
             return
         truth = truth.to(targets.device) > 0.5
         hidden_mask = batch.hidden.get("hidden_mask")
-        known = _mask(hidden_mask, len(batch), targets.device) if hidden_mask is not None else None
+        known = (
+            example_mask(hidden_mask, len(batch), targets.device)
+            if hidden_mask is not None
+            else None
+        )
         known = (
             rows
             if known is None
@@ -564,13 +575,6 @@ class FMUC(FixMatch):
     """FixMatch-Uncertainty: FixMatch with MC dropout, temperature and mu - sigma selection."""
 
     Params = FMUCParams
-
-
-def _mask(mask: Tensor | None, size: int, device: torch.device | str) -> Tensor:
-    """A [B] bool mask on ``device``; all False when the batch has none."""
-    if mask is None:
-        return torch.zeros(size, dtype=torch.bool, device=device)
-    return mask.detach().to(device=device, dtype=torch.bool)
 
 
 def _zero_like(out: ModelOutput) -> Tensor:

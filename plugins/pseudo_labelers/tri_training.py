@@ -29,6 +29,7 @@ from sedkit.components import (
     Predictor,
     PseudoLabeler,
     Step,
+    example_mask,
 )
 from sedkit_plugins.models.crnn import masked_bce, pool_clip, zero_loss
 
@@ -152,13 +153,6 @@ class Labeler(nn.Module):
         return frame_probs, pool_clip(frame_probs, self.clip_pooling, att)
 
 
-def _mask(mask: Tensor | None, size: int, device: torch.device | str = "cpu") -> Tensor:
-    """A [B] bool mask on ``device``; all False when the batch has none."""
-    if mask is None:
-        return torch.zeros(size, dtype=torch.bool, device=device)
-    return mask.detach().to(device=device, dtype=torch.bool)
-
-
 class TriTraining(PseudoLabeler):
     """Labelers F1, F2 with orthogonality (stage 1), agreement pseudo-labels (stage 2)."""
 
@@ -228,8 +222,8 @@ class TriTraining(PseudoLabeler):
         size = len(batch)
         # W_psl: frame labels of clips without strong labels; U_psl: also clip labels of clips
         # without clip labels. True labels always win over pseudo-labels.
-        no_strong = ~_mask(batch.strong_mask, size, device)
-        no_weak = ~_mask(batch.weak_mask, size, device)
+        no_strong = ~example_mask(batch.strong_mask, size, device)
+        no_weak = ~example_mask(batch.weak_mask, size, device)
         frame_kept = (frame_targets != MASKED) & no_strong[:, None, None]
         clip_kept = (clip_targets != MASKED) & no_weak[:, None]
         frame = masked_bce(out.frame_probs, frame_targets.clamp(min=0), frame_kept)
@@ -326,7 +320,7 @@ class TriTraining(PseudoLabeler):
                         frame_y,
                         frame_kept,
                         batch.weak.detach().cpu() > 0.5,
-                        _mask(batch.weak_mask, len(batch)),
+                        example_mask(batch.weak_mask, len(batch)),
                     )
                 clip_store = torch.where(clip_kept, clip_y, torch.full_like(clip_y, MASKED))
                 frame_store = torch.where(frame_kept, frame_y, torch.full_like(frame_y, MASKED))
@@ -335,8 +329,8 @@ class TriTraining(PseudoLabeler):
                 frames.extend(frame_store.unbind(0))
 
                 size = len(batch)
-                clip_used = ~_mask(batch.weak_mask, size)
-                frame_used = ~_mask(batch.strong_mask, size)
+                clip_used = ~example_mask(batch.weak_mask, size)
+                frame_used = ~example_mask(batch.strong_mask, size)
                 add("clip_entries", clip_kept[clip_used].numel())
                 add("clip_kept", clip_kept[clip_used].sum())
                 add("clip_agree", ((c1 > thr) == (c2 > thr))[clip_used].sum())
@@ -345,7 +339,11 @@ class TriTraining(PseudoLabeler):
                 add("frame_agree", ((f1 > thr) == (f2 > thr))[frame_used].sum())
 
                 hidden_mask = batch.hidden.get("hidden_mask")
-                known = _mask(hidden_mask, size) if hidden_mask is not None else ~_mask(None, size)
+                known = (
+                    example_mask(hidden_mask, size)
+                    if hidden_mask is not None
+                    else ~example_mask(None, size)
+                )
                 if "weak" in batch.hidden:
                     rows = known & clip_used
                     truth = batch.hidden["weak"].detach().cpu()[rows] > 0.5
