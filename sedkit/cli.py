@@ -25,6 +25,7 @@ from typing import Any
 
 from sedkit import __version__
 from sedkit.components import Command
+from sedkit.doctor import check_compiled_stack, doctor_main
 from sedkit.errors import UserError
 from sedkit.plugins import Plugins, get_plugins
 
@@ -170,6 +171,19 @@ class SynthCommand(Command):
         return 0
 
 
+class DoctorCommand(Command):
+    help = "check this environment: versions, pins, lock, imports, GPU, sox, writable folders"
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--data", default="data", help="data folder to check")
+        parser.add_argument("--runs", default="runs", help="runs folder to check")
+
+    @classmethod
+    def run(cls, args: argparse.Namespace) -> int:
+        return doctor_main(["--data", args.data, "--runs", args.runs])
+
+
 class ScoreCommandProxy(Command):
     """``sedkit score``: defined in :mod:`sedkit.scoring.cli`."""
 
@@ -231,6 +245,7 @@ BUILTIN_COMMANDS: dict[str, type[Command]] = {
     "score": ScoreCommandProxy,
     "synth": SynthCommand,
     "predict": PredictCommand,
+    "doctor": DoctorCommand,
 }
 
 
@@ -260,8 +275,15 @@ def build_parser(commands: dict[str, type[Command]]) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``sedkit`` console script; returns the exit code."""
-    setup_logging("-v" in (argv if argv is not None else sys.argv[1:]))
+    argv = list(argv if argv is not None else sys.argv[1:])
+    setup_logging("-v" in argv)
+    positional = [a for a in argv if not a.startswith("-")]
+    if positional[:1] == ["doctor"]:
+        # Before any plugin is loaded: the doctor must speak in an environment that is broken.
+        return doctor_main([a for a in argv if a not in ("doctor", "-v", "--verbose")])
     try:
+        # One clear line instead of plugins failing one by one and a traceback after them.
+        check_compiled_stack()
         commands = all_commands(get_plugins())
         args = build_parser(commands).parse_args(argv)
         return int(args._command.run(args) or 0)
