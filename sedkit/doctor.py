@@ -86,7 +86,13 @@ def check_compiled_stack(importer=importlib.import_module) -> None:
         try:
             importer(module)
         except (ImportError, OSError) as exc:
-            reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+            lines = [x.strip() for x in str(exc).splitlines() if x.strip()] or [type(exc).__name__]
+            cause = exc.__cause__ or exc.__context__
+            while cause is not None:
+                lines += [x.strip() for x in str(cause).splitlines() if x.strip()]
+                cause = cause.__cause__ or cause.__context__
+            # The loader's own words name the cause (e.g. "undefined symbol: ..."): prefer them.
+            reason = next((x for x in lines if "undefined symbol" in x), lines[-1])
             if len(reason) > 160:
                 reason = reason[:157] + "..."
             found = ", ".join(
@@ -95,9 +101,10 @@ def check_compiled_stack(importer=importlib.import_module) -> None:
             if module not in ("torch", "torchaudio"):
                 found = f"{module} {installed_version(module) or 'missing'}, {found}"
             wanted = ", ".join(_expected(d) for d in ("torch", "torchaudio"))
+            install = " ".join(f"'{_expected(d)}'" for d in ("torch", "torchaudio"))
             raise UserError(
                 f"broken environment: `import {module}` fails ({reason}); found {found}; "
-                f"sedkit expects {wanted}; fix: {FIX}"
+                f"sedkit expects {wanted}; fix: {FIX} (outside a checkout: pip install {install})"
             ) from None
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 import shutil
 import sys
@@ -424,6 +425,30 @@ def test_tensorboard_scalars_per_epoch(tmp_path, monkeypatch):
     }
     logger.run_end(tmp_path)
     assert writer.closed and not logger.writers
+
+
+def test_tensorboard_real_event_files_read_back(tmp_path):
+    """With the tensorboard extra installed (CI installs it), real event files are written and
+    TensorBoard's own reader finds every scalar, including after a resume that purges steps."""
+    if not os.environ.get("CI"):  # CI installs the lock, tensorboard included: never skip there
+        pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    logger = tensorboard.TensorBoardLogger()
+    logger.run_start(tmp_path, {"seed": 7})
+    for epoch, loss in ((1, 0.9), (2, 0.7), (3, 0.6)):
+        logger.epoch_end(tmp_path, epoch, {"train_loss": loss, "event_f1_macro": loss / 3})
+    logger.run_end(tmp_path)
+    # A resume from the epoch-2 checkpoint logs epoch 3 again: the first copy is purged.
+    logger.epoch_end(tmp_path, 3, {"train_loss": 0.55, "event_f1_macro": 0.2})
+    logger.run_end(tmp_path)
+    files = list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+    assert files, "no event file written"
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    assert {"loss/loss", "validation/event_f1_macro"} <= set(events.Tags()["scalars"])
+    losses = [(e.step, round(e.value, 6)) for e in events.Scalars("loss/loss")]
+    assert losses == [(1, 0.9), (2, 0.7), (3, 0.55)]
 
 
 def test_without_tensorboard_one_info_line(tmp_path, monkeypatch, caplog):
