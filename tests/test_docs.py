@@ -45,9 +45,12 @@ def test_recipe_reference_is_current():
 def test_readme_setup_commands_match_ci():
     readme = (ROOT / "README.md").read_text()
     ci = (ROOT / ".ci" / "run").read_text()
-    assert "bash tools/install.sh && sedkit run recipes/dcase2019_task4.yaml" in readme
-    assert "python3 -m pytest -q" in readme
-    assert "bash tools/install.sh" in ci and "python3 -m pytest -q" in ci
+    assert "bash tools/install.sh && .venv/bin/sedkit run recipes/dcase2019_task4.yaml" in readme
+    assert ".venv/bin/python -m pytest -q" in readme
+    # CI: the same installer into a brand-new venv in a temporary folder, the same test command.
+    assert 'SEDKIT_VENV="$(mktemp -d)/venv"' in ci
+    assert "bash tools/install.sh" in ci and '"$SEDKIT_VENV/bin/python" -m pytest -q' in ci
+    assert "pip install" not in ci  # nothing installed by hand beside the README's installer
     assert (ROOT / "recipes" / "dcase2019_task4.yaml").is_file()
 
 
