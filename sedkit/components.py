@@ -108,9 +108,11 @@ class Batch:
 class ModelOutput:
     """What a model returns for a batch of features.
 
-    SED models fill ``frame_probs`` and ``clip_probs`` (sigmoid outputs; logits where they exist)
-    and ``h``, the shared features on which pseudo-labelers and domain adapters put their heads.
-    Classification models fill ``clip_logits`` (softmax over classes) and may fill ``h``.
+    SED models fill ``frame_probs`` and ``clip_probs`` (sigmoid outputs), their logits
+    ``frame_logits`` and ``clip_logits`` (the SED losses of :mod:`sedkit.losses` take logits, so
+    that bf16 autocast cannot saturate them), and ``h``, the shared features on which
+    pseudo-labelers and domain adapters put their heads. Classification models fill
+    ``clip_logits`` (softmax over classes) and may fill ``h``.
     """
 
     clip_probs: Tensor | None = None  # [B, C]

@@ -39,7 +39,10 @@ REPORTED = (
     "pluggy",
 )
 
-FIX = "run `bash tools/install.sh` in the sedkit checkout (it installs the locked versions into .venv)"
+FIX = (
+    "run `bash tools/install.sh` in the sedkit checkout "
+    "(it installs the locked versions into .venv)"
+)
 
 
 def installed_version(dist: str) -> str | None:

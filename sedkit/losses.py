@@ -18,9 +18,7 @@ from torch import Tensor
 CLIP_POOLINGS = ("attention", "max", "mean")
 
 
-def pool_clip_logits(
-    frame_logits: Tensor, method: str, att_logits: Tensor | None = None
-) -> Tensor:
+def pool_clip_logits(frame_logits: Tensor, method: str, att_logits: Tensor | None = None) -> Tensor:
     """Clip logits [B, C] whose sigmoid is the pooled frame probabilities, float32.
 
     With p_t = sigmoid(l_t) and pooling weights w_t (softmax over time of ``att_logits`` for

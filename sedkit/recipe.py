@@ -123,6 +123,10 @@ class TrainerParams:
     scheduler: SchedulerParams = field(default_factory=SchedulerParams)
     grad_clip_norm: float | None = None  # max total L2 norm of all gradients
     grad_clip_value: float | None = None  # max |gradient| of every element (applied first)
+    # Where grad_clip_norm applies: "component" clips the model, the pseudo-labeler and the domain
+    # adapter each on its own norm, so a regulariser of one part (e.g. tri-training's Omega on
+    # the labelers) cannot scale down the others' updates; "global" clips all on one norm.
+    grad_clip_scope: Literal["component", "global"] = "component"
     transfer: TransferParams = field(default_factory=TransferParams)
     compile: bool = False  # torch.compile the model (CUDA recommended; first steps are slow)
     find_unused_parameters: bool = True  # DDP: heads unused in some stages get no gradient

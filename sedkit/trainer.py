@@ -286,6 +286,15 @@ class Trainer:
         self.frozen_names = set(matching_parameters(self.modules, tr.freeze))
         trainable = [(n, p) for n, p in self.modules.named_parameters() if p.requires_grad]
         self.trainable = [p for _, p in trainable]
+        # Gradient clipping groups: one per component, or all together (trainer.grad_clip_scope).
+        self.clip_groups: dict[str, list[nn.Parameter]] = (
+            {"all": self.trainable}
+            if self.tp.grad_clip_scope == "global"
+            else {
+                name: [p for p in module.parameters() if p.requires_grad]
+                for name, module in self.modules.items()
+            }
+        )
         groups = [
             {"params": [p for n, p in trainable if n not in self.frozen_names]},
             {
@@ -491,14 +500,22 @@ class Trainer:
         for k, v in D.all_mean(sums).items():  # one collective per epoch
             metrics[f"train_{k}"] = float(v) / max(n_steps, 1)
         if self.grad_norms:
-            # Total gradient norm before clipping (after DDP's averaging: the same on all ranks).
-            norms = torch.stack(self.grad_norms).float().cpu()
-            metrics["grad_norm_max"] = float(norms.max())
-            metrics["grad_norm_mean"] = float(norms.mean())
+            # Gradient norms before clipping, per clipping group (after DDP's averaging: the
+            # same on all ranks); the total over all groups as grad_norm_max/mean.
+            norms = torch.stack(self.grad_norms).float().cpu()  # [steps, groups]
+            total = norms.square().sum(dim=1).sqrt()
+            metrics["grad_norm_max"] = float(total.max())
+            metrics["grad_norm_mean"] = float(total.mean())
+            names = [n for n, params in self.clip_groups.items() if params]
+            if len(names) > 1:
+                for i, name in enumerate(names):
+                    metrics[f"grad_norm_mean_{name}"] = float(norms[:, i].mean())
             if self.tp.grad_clip_norm is not None:
-                metrics["grad_clipped_share"] = float(
-                    (norms > self.tp.grad_clip_norm).float().mean()
-                )
+                clipped = norms > self.tp.grad_clip_norm
+                metrics["grad_clipped_share"] = float(clipped.any(dim=1).float().mean())
+                if len(names) > 1:
+                    for i, name in enumerate(names):
+                        metrics[f"grad_clipped_share_{name}"] = float(clipped[:, i].float().mean())
         metrics["train_clips_per_s"] = progress.clips_per_s(n_clips)
         for part in (self.labeler, self.adapter):
             if part is not None:
@@ -539,20 +556,28 @@ class Trainer:
         return {k: v.detach() for k, v in losses.items()}
 
     def clip_gradients(self) -> None:
-        """Record the total gradient norm (before clipping; logged per epoch to show spikes),
-        then clip by value and by norm. No host sync: the norms stay on the device."""
+        """Record each clipping group's gradient norm (before clipping; logged per epoch to show
+        spikes), then clip by value and by norm, each group on its own norm
+        (``trainer.grad_clip_scope``). No host sync: the norms stay on the device."""
         self.scaler.unscale_(self.optimizer)  # a no-op without fp16 loss scaling
-        grads = [p.grad for p in self.trainable if p.grad is not None]
-        if not grads:
-            return
-        norm = torch.nn.utils.get_total_norm(grads)
-        self.grad_norms.append(norm.detach())
-        if self.tp.grad_clip_value is not None:
-            torch.nn.utils.clip_grad_value_(self.trainable, self.tp.grad_clip_value)
+        norms = []
+        for params in self.clip_groups.values():
+            if not params:
+                continue
+            grads = [p.grad for p in params if p.grad is not None]
+            if not grads:
+                norms.append(torch.zeros((), device=self.device))
+                continue
+            norm = torch.nn.utils.get_total_norm(grads)
+            norms.append(norm.detach())
+            if self.tp.grad_clip_value is not None:
+                torch.nn.utils.clip_grad_value_(params, self.tp.grad_clip_value)
+                if self.tp.grad_clip_norm is not None:
+                    norm = torch.nn.utils.get_total_norm(grads)  # changed by the value clipping
             if self.tp.grad_clip_norm is not None:
-                norm = torch.nn.utils.get_total_norm(grads)  # changed by the value clipping
-        if self.tp.grad_clip_norm is not None:
-            torch.nn.utils.clip_grads_with_norm_(self.trainable, self.tp.grad_clip_norm, norm)
+                torch.nn.utils.clip_grads_with_norm_(params, self.tp.grad_clip_norm, norm)
+        if norms:
+            self.grad_norms.append(torch.stack([n.float() for n in norms]))
 
     # ------------------------------------------------------------------ evaluation
     def validate(self, *, with_psds: bool | None = None, out_dir: Path | None = None) -> dict:

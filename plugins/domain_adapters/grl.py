@@ -48,6 +48,33 @@ def dann_alpha(progress: float, gamma: float = 10.0) -> float:
     return 2.0 / (1.0 + math.exp(-gamma * progress)) - 1.0
 
 
+def domain_loss(logits: Tensor, targets: Tensor, *, balanced: bool = True) -> Tensor:
+    """L_d: BCE-with-logits of D (float32, autocast off), targets 1 real / 0 synthetic.
+
+    ``balanced``: the mean over real entries and the mean over synthetic entries weigh half each
+    (a domain absent from the batch leaves the other's mean), so L_d is 0.693 at chance whatever
+    the domains' shares. Otherwise the plain mean over entries. Computed without a device sync.
+    Check: logits [0, 0, 0, 2], targets [1, 1, 1, 0] -> (0.693 + 2.127) / 2 = 1.410.
+    """
+    with torch.autocast(device_type=logits.device.type, enabled=False):
+        per_entry = F.binary_cross_entropy_with_logits(
+            logits.float(), targets.float(), reduction="none"
+        )
+        if not balanced:
+            return per_entry.mean()
+        real = targets.float()
+        synthetic = 1.0 - real
+        n_real, n_synthetic = real.sum(), synthetic.sum()
+        means = (
+            (per_entry * real).sum() / n_real.clamp_min(1.0),
+            (per_entry * synthetic).sum() / n_synthetic.clamp_min(1.0),
+        )
+        present = (n_real > 0).float(), (n_synthetic > 0).float()
+        return (means[0] * present[0] + means[1] * present[1]) / (
+            present[0] + present[1]
+        ).clamp_min(1.0)
+
+
 @dataclass
 class GRLParams:
     """Keys of ``domain_adapter.params``.
@@ -63,6 +90,10 @@ class GRLParams:
     dann_gamma: float = 10.0
     hidden: list[int] = field(default_factory=lambda: [128])  # D's hidden layer sizes
     dropout: float = 0.0
+    # Beyond the paper (which does not say): each domain weighs half of L_d whatever its share
+    # of the batch. Unbalanced (6 synthetic to 18 real clips), D sits at the prior (accuracy
+    # 0.75) with a small loss gradient and sends F almost no reversed gradient.
+    balance_domains: bool = True
 
     def __post_init__(self) -> None:
         if self.alpha < 0:
@@ -101,8 +132,12 @@ class GRLAdapter(DomainAdapter):
         self._reset_stats()
 
     def _reset_stats(self) -> None:
-        self._loss_sum = 0.0
-        self._correct = 0.0
+        self._loss_sum: Tensor | float = 0.0
+        self._correct: Tensor | float = 0.0
+        self._real_correct: Tensor | float = 0.0
+        self._real_count: Tensor | float = 0.0
+        self._synthetic_correct: Tensor | float = 0.0
+        self._synthetic_count: Tensor | float = 0.0
         self._count = 0.0
         self._batches = 0
         self._alpha = 0.0
@@ -138,20 +173,26 @@ class GRLAdapter(DomainAdapter):
         targets = step.batch.domain.to(device=logits.device, dtype=torch.float32)
         if logits.dim() == 2:  # frame mode: the clip's domain on every frame
             targets = targets.unsqueeze(1).expand_as(logits)
-        with torch.autocast(device_type=logits.device.type, enabled=False):
-            loss = F.binary_cross_entropy_with_logits(logits.float(), targets)
+        loss = domain_loss(logits, targets, balanced=self.params.balance_domains)
         with torch.no_grad():
-            correct = ((logits.float() > 0).float() == targets).float().sum()
-        # Accumulate on the device; one sync per epoch in epoch_metrics.
-        self._loss_sum = self._loss_sum + loss.detach()
-        self._correct = self._correct + correct
+            hits = ((logits.float() > 0).float() == targets).float()
+            real = targets > 0.5
+            # Accumulate on the device; one sync per epoch in epoch_metrics.
+            self._loss_sum = self._loss_sum + loss.detach()
+            self._correct = self._correct + hits.sum()
+            self._real_correct = self._real_correct + hits[real].sum()
+            self._real_count = self._real_count + real.sum()
+            self._synthetic_correct = self._synthetic_correct + hits[~real].sum()
+            self._synthetic_count = self._synthetic_count + (~real).sum()
         self._count += targets.numel()
         self._batches += 1
         self._alpha = alpha
         return {"adv_domain": loss}
 
     def epoch_metrics(self) -> dict[str, float]:
-        """Mean domain loss, D's accuracy (per clip or per frame) and the last alpha."""
+        """Mean domain loss, D's accuracy (per clip or per frame), its balanced accuracy (mean of
+        the per-domain accuracies: 0.5 at chance whatever the batch's domain shares) and the last
+        alpha."""
         if self._batches == 0:
             return {}
         metrics = {
@@ -159,6 +200,16 @@ class GRLAdapter(DomainAdapter):
             "domain_accuracy": float(self._correct) / max(self._count, 1.0),
             "adv_alpha": float(self._alpha),
         }
+        shares = [
+            float(correct) / float(count)
+            for correct, count in (
+                (self._real_correct, self._real_count),
+                (self._synthetic_correct, self._synthetic_count),
+            )
+            if float(count) > 0
+        ]
+        if len(shares) == 2:
+            metrics["domain_balanced_accuracy"] = sum(shares) / 2
         self._reset_stats()
         return metrics
 

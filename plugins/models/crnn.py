@@ -6,8 +6,8 @@ pseudo-labelers and domain adapters. Heads (the paper's Ft): a frame-level sigmo
 clip-level output pooled over time (attention, max or mean). Defaults follow the closest public
 7-block model, the DCASE 2020 baseline CRNN (METHODS.md section 1).
 
-The SED helpers :func:`pool_clip` and :func:`masked_bce` are public so that other heads (the
-tri-training labelers) pool and score exactly like the model does.
+Clip logits are pooled in log space and every loss is BCE-with-logits in float32
+(:mod:`sedkit.losses`), so bf16 autocast cannot saturate a confident output.
 """
 
 from __future__ import annotations
@@ -17,65 +17,17 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sedkit import hookimpl
 from sedkit.components import Batch, Model, ModelContext, ModelOutput
 from sedkit.errors import UserError
+from sedkit.losses import masked_bce_with_logits, pool_clip_logits, zero_loss
 
 Activation = Literal["glu", "relu", "leaky_relu", "elu", "selu"]
 ClipPooling = Literal["attention", "max", "mean"]
 
 _DEFAULT_POOLING = [[2, 2], [2, 2], [1, 2], [1, 2], [1, 2], [1, 2], [1, 2]]
-
-
-# --------------------------------------------------------------------------------------------
-# Shared SED helpers
-# --------------------------------------------------------------------------------------------
-def pool_clip(frame_probs: Tensor, method: str, att_logits: Tensor | None = None) -> Tensor:
-    """Clip probabilities [B, C] from frame probabilities [B, T', C].
-
-    ``attention``: sum over t of softmax_t(att_logits) * frame_probs, a per-class weighted mean
-    over time (the DCASE baseline's attention pooling; the baseline normalises a softmax over
-    classes by its sum over time, here the softmax is taken over time directly). ``max`` and
-    ``mean`` pool over time.
-    """
-    if method == "attention":
-        if att_logits is None:
-            raise ValueError("attention pooling needs attention logits")
-        weights = torch.softmax(att_logits.float(), dim=1)
-        return (weights * frame_probs.float()).sum(dim=1).clamp(0.0, 1.0).to(frame_probs.dtype)
-    if method == "max":
-        return frame_probs.amax(dim=1)
-    if method == "mean":
-        return frame_probs.mean(dim=1)
-    raise ValueError(f"unknown clip pooling {method!r}")
-
-
-def masked_bce(probs: Tensor, targets: Tensor, mask: Tensor | None = None) -> Tensor:
-    """Binary cross-entropy of probabilities, averaged over the entries selected by ``mask``.
-
-    ``mask`` is per example ([B], broadcast over the other axes) or per entry (same shape as
-    ``probs``); None keeps everything. Computed in float32 with autocast off (BCE on fp16/bf16
-    probabilities is unsafe). With nothing selected the result is 0 and still has a gradient
-    path, so a batch without strong (or weak) clips adds no NaN.
-    """
-    with torch.autocast(device_type=probs.device.type, enabled=False):
-        p = probs.float()
-        per_entry = F.binary_cross_entropy(p, targets.float().clamp(0.0, 1.0), reduction="none")
-        if mask is None:
-            return per_entry.mean()
-        weights = mask.to(device=p.device, dtype=p.dtype)
-        while weights.dim() < p.dim():
-            weights = weights.unsqueeze(-1)
-        weights = weights.expand_as(p)
-        return (per_entry * weights).sum() / weights.sum().clamp_min(1.0)
-
-
-def zero_loss(like: Tensor) -> Tensor:
-    """A zero scalar on ``like``'s graph (a loss term over zero examples)."""
-    return like.float().sum() * 0.0
 
 
 # --------------------------------------------------------------------------------------------
@@ -238,31 +190,35 @@ class CRNN(Model):
         h, _ = self.rnn(x)  # [B, T', D]
         z = self.head_dropout(h)
         frame_logits = self.frame_head(z)
-        frame_probs = torch.sigmoid(frame_logits)
         att_logits = self.attention_head(z) if self.attention_head is not None else None
-        clip_probs = pool_clip(frame_probs, self.params.clip_pooling, att_logits)
+        clip_logits = pool_clip_logits(frame_logits, self.params.clip_pooling, att_logits)
+        # Probabilities from float32 logits: in bf16 they would round to exactly 0 or 1.
         return ModelOutput(
-            clip_probs=clip_probs, frame_probs=frame_probs, frame_logits=frame_logits, h=h
+            clip_probs=torch.sigmoid(clip_logits),
+            clip_logits=clip_logits,
+            frame_probs=torch.sigmoid(frame_logits.float()),
+            frame_logits=frame_logits,
+            h=h,
         )
 
     def supervised_loss(self, out: ModelOutput, batch: Batch) -> dict[str, Tensor]:
         """``frame_bce`` on strongly labeled clips, ``clip_bce`` on clips with clip labels."""
-        assert out.frame_probs is not None and out.clip_probs is not None
-        # No .any() checks: they would force a device sync every step; masked_bce returns 0
+        assert out.frame_logits is not None and out.clip_logits is not None
+        # No .any() checks: they would force a device sync every step; the masked BCE returns 0
         # with a gradient path when the mask selects nothing.
         if batch.strong is None or batch.strong_mask is None:
-            frame = zero_loss(out.frame_probs)
+            frame = zero_loss(out.frame_logits)
         else:
-            if batch.strong.shape != out.frame_probs.shape:
+            if batch.strong.shape != out.frame_logits.shape:
                 raise ValueError(
                     f"strong targets {tuple(batch.strong.shape)} do not match the model's frame "
-                    f"output {tuple(out.frame_probs.shape)}: encode labels at output_frames()"
+                    f"output {tuple(out.frame_logits.shape)}: encode labels at output_frames()"
                 )
-            frame = masked_bce(out.frame_probs, batch.strong, batch.strong_mask)
+            frame = masked_bce_with_logits(out.frame_logits, batch.strong, batch.strong_mask)
         if batch.weak is None or batch.weak_mask is None:
-            clip = zero_loss(out.clip_probs)
+            clip = zero_loss(out.clip_logits)
         else:
-            clip = masked_bce(out.clip_probs, batch.weak, batch.weak_mask)
+            clip = masked_bce_with_logits(out.clip_logits, batch.weak, batch.weak_mask)
         return {"frame_bce": frame, "clip_bce": clip}
 
 

@@ -318,15 +318,16 @@ def masked_mean_cross_entropy(logits: Tensor, labels: Tensor, kept: Tensor) -> T
         return (per_example * kept.float()).sum() / max(per_example.numel(), 1)
 
 
-def masked_mean_bce(probs: Tensor, targets: Tensor, kept: Tensor, rows: Tensor) -> Tensor:
-    """BCE of probabilities against 0/1 targets, summed over kept entries and divided by all
-    entries of the rows (examples) selected by ``rows`` [B]; float32, autocast off."""
-    with torch.autocast(device_type=probs.device.type, enabled=False):
-        p = probs.float()
-        per_entry = F.binary_cross_entropy(p, targets.float(), reduction="none")
-        row_weight = rows.float().view(-1, *([1] * (p.dim() - 1)))
+def masked_mean_bce(logits: Tensor, targets: Tensor, kept: Tensor, rows: Tensor) -> Tensor:
+    """BCE of sigmoid(``logits``) against 0/1 targets, summed over kept entries and divided by
+    all entries of the rows (examples) selected by ``rows`` [B]; BCE-with-logits in float32,
+    autocast off (bf16 probabilities saturate: a confident wrong output would get no gradient)."""
+    with torch.autocast(device_type=logits.device.type, enabled=False):
+        x = logits.float()
+        per_entry = F.binary_cross_entropy_with_logits(x, targets.float(), reduction="none")
+        row_weight = rows.float().view(-1, *([1] * (x.dim() - 1)))
         weight = kept.float() * row_weight
-        entries = row_weight.sum() * (p[0].numel() if p.shape[0] else 0)
+        entries = row_weight.sum() * (x[0].numel() if x.shape[0] else 0)
         return (per_entry * weight).sum() / entries.clamp_min(1.0)
 
 
@@ -444,13 +445,13 @@ class FixMatch(PseudoLabeler):
         device = samples[0].device
         no_weak = ~example_mask(batch.weak_mask, size, device)
         no_strong = ~example_mask(batch.strong_mask, size, device)
-        levels = [("clip", strong.clip_probs, no_weak)]
+        # The strong view's logits, as _select takes them (logits where the model gives them).
+        strong_logits = self._select(strong)
+        levels = [("clip", strong_logits[0], no_weak)]
         if p.frame_level:
-            levels.append(("frame", strong.frame_probs, no_strong))
+            levels.append(("frame", strong_logits[1], no_strong))
         terms: dict[str, Tensor] = {}
-        for (level, probs, open_rows), logits in zip(levels, samples, strict=True):
-            if probs is None:
-                raise ValueError(f"multi-label pseudo-labels need the model's {level}_probs")
+        for (level, student_logits, open_rows), logits in zip(levels, samples, strict=True):
             with torch.no_grad():
                 mean, std = mean_and_std(
                     tempered_sigmoid(logits, p.temperature),
@@ -467,7 +468,7 @@ class FixMatch(PseudoLabeler):
                     mask_level=p.mask_level,
                 )
                 self._count_multi_label(level, targets, kept, open_rows, batch)
-            loss = masked_mean_bce(probs, targets, kept, open_rows)
+            loss = masked_mean_bce(student_logits, targets, kept, open_rows)
             terms[f"fm_unlabeled_{level}_bce"] = p.unlabeled_weight * loss
         return terms
 

@@ -31,31 +31,66 @@ from sedkit.components import (
     Step,
     example_mask,
 )
-from sedkit_plugins.models.crnn import masked_bce, pool_clip, zero_loss
+from sedkit.errors import UserError
+from sedkit.losses import masked_bce_with_logits, pool_clip_logits, zero_loss
 
 MASKED = -1  # stored pseudo-label value of a (clip or frame, class) entry left out of the loss
 
 
-def orthogonality(w1: Tensor, w2: Tensor, eps: float = 1e-8) -> Tensor:
-    """Omega = |(W1/|W1|)^T (W2/|W2|)| of paper eq. 8, in its mean-normalised form.
+OmegaNormalization = Literal["unit", "matrix"]
+OmegaReduction = Literal["mean", "sum", "sum_per_unit"]
+
+
+def orthogonality(
+    w1: Tensor,
+    w2: Tensor,
+    normalization: OmegaNormalization = "unit",
+    reduction: OmegaReduction = "mean",
+    eps: float = 1e-8,
+) -> Tensor:
+    """Omega = |(W1/|W1|)^T (W2/|W2|)| of paper eq. 8, with its two open choices named.
 
     ``w1``, ``w2``: the labelers' first-layer weights as stored by ``nn.Linear``, shape
-    [hidden, D]. In the paper's notation W = weight^T is [D, hidden], one column per hidden
-    (output) unit. Normalisation: each column (one hidden unit's weight vector over the D
-    inputs) is divided by its L2 norm, so G = W1n^T W2n [hidden, hidden] holds the cosine
-    similarities between the units of F1 and those of F2. Omega = sum |G| / hidden: the mean
-    over F1's units of the summed absolute cosines with F2's units. Checks: W1 = W2 = I gives
-    1.0; W1 = [I; 0], W2 = [0; I] (units reading disjoint inputs) give 0. Omega depends on
-    these two weights only, so it sends no gradient to F or Ft.
+    [hidden, D]. In the paper's notation W = weight^T is [D, hidden], one column per hidden unit,
+    and G = (W1/|W1|)^T (W2/|W2|) is [hidden, hidden]. The paper leaves open:
 
-    Why per hidden unit: the order of hidden units in two separately initialised labelers is
-    arbitrary, and a Gram matrix between hidden units does not depend on it (one between input
-    units, sum_h W1[h, i] W2[h, j], would).
+    - ``normalization``: ``unit`` divides each unit's weight vector by its L2 norm, so G holds
+      the cosine similarities between the units of F1 and those of F2; ``matrix`` divides each
+      matrix by its Frobenius norm.
+    - ``reduction`` of |G|: ``mean`` over all hidden x hidden pairs, ``sum``, or ``sum_per_unit``
+      (the sum divided by hidden: the mean over F1's units of their summed |cosines| with F2's).
+
+    Default ``unit`` + ``mean``: Omega is the mean absolute cosine between the two labelers'
+    units, in [0, 1] whatever the layer width, so the paper's lambda = 1 weighs it like one BCE
+    term. ``sum_per_unit`` is ``hidden`` times larger (about 9 at initialisation for 128 units,
+    30x the BCE it sits next to), and its L1 subgradient does not shrink as Omega -> 0, so it
+    dominated the labelers' update. The asymmetric tri-training this builds on (Saito et al.,
+    2017) uses |W1^T W2| with a small lambda for the same reason.
+    Checks (``unit``): W1 = W2 = I_n gives 1/n (``mean``), n (``sum``), 1 (``sum_per_unit``);
+    W1 = [I; 0], W2 = [0; I] (units reading disjoint inputs) give 0 in every form. Omega depends
+    on these two weights only, so it sends no gradient to F or Ft. Perfect orthogonality needs
+    2 x hidden <= D.
+
+    Why a Gram matrix between hidden units: the order of hidden units in two separately
+    initialised labelers is arbitrary, and G's entries as a set do not depend on it.
     """
     with torch.autocast(device_type=w1.device.type, enabled=False):  # a float32 Gram matrix
-        u1 = torch.nn.functional.normalize(w1.float(), dim=1, eps=eps)
-        u2 = torch.nn.functional.normalize(w2.float(), dim=1, eps=eps)
-        return (u1 @ u2.T).abs().sum() / w1.shape[0]
+        if normalization == "unit":
+            u1 = torch.nn.functional.normalize(w1.float(), dim=1, eps=eps)
+            u2 = torch.nn.functional.normalize(w2.float(), dim=1, eps=eps)
+        elif normalization == "matrix":
+            u1 = w1.float() / w1.float().norm().clamp_min(eps)
+            u2 = w2.float() / w2.float().norm().clamp_min(eps)
+        else:
+            raise ValueError(f"unknown orthogonality normalization {normalization!r}")
+        gram = (u1 @ u2.T).abs()
+        if reduction == "mean":
+            return gram.mean()
+        if reduction == "sum":
+            return gram.sum()
+        if reduction == "sum_per_unit":
+            return gram.sum() / w1.shape[0]
+        raise ValueError(f"unknown orthogonality reduction {reduction!r}")
 
 
 def agreement_labels(
@@ -102,10 +137,15 @@ class TriTrainingParams:
 
     stage1_epochs: int = 10
     recompute_every: int | None = None
-    hidden: int = 128  # labelers' first layer; 2 * hidden <= D lets Omega reach 0
+    hidden: int = (
+        128  # labelers' first layer; 2 * hidden <= D (checked at build) lets Omega reach 0
+    )
     dropout: float = 0.5
     clip_pooling: Literal["model", "attention", "max", "mean"] = "model"
     orthogonality_weight: float = 1.0  # lambda (paper: 1.0)
+    # Paper eq. 8 leaves both open; see orthogonality(). Default: Omega = mean |cosine| in [0, 1].
+    orthogonality_normalization: OmegaNormalization = "unit"
+    orthogonality_reduction: OmegaReduction = "mean"
     threshold: float = 0.5  # agreement threshold (paper: 0.5)
     margin: float = 0.0  # both labelers must be this far from the threshold (paper: 0)
     pseudo_weight: float = 1.0  # weight of the stage-2 pseudo-label BCE terms
@@ -146,11 +186,11 @@ class Labeler(nn.Module):
         self.clip_pooling = clip_pooling
 
     def forward(self, h: Tensor) -> tuple[Tensor, Tensor]:
-        """Frame probabilities [B, T', C] and clip probabilities [B, C]."""
+        """Frame logits [B, T', C] and clip logits [B, C] (float32, pooled as the model does)."""
         z = self.dropout(torch.relu(self.first(h)))
-        frame_probs = torch.sigmoid(self.frame_head(z))
+        frame_logits = self.frame_head(z)
         att = self.attention_head(z) if self.attention_head is not None else None
-        return frame_probs, pool_clip(frame_probs, self.clip_pooling, att)
+        return frame_logits.float(), pool_clip_logits(frame_logits, self.clip_pooling, att)
 
 
 class TriTraining(PseudoLabeler):
@@ -162,6 +202,12 @@ class TriTraining(PseudoLabeler):
         super().__init__(params, context)
         if context.feature_dim < 1 or context.n_classes < 1:
             raise ValueError("TriTraining needs feature_dim and n_classes in its HeadContext")
+        if 2 * params.hidden > context.feature_dim:
+            raise UserError(
+                f"pseudo_labeler.params.hidden: 2 x {params.hidden} > {context.feature_dim}, the "
+                f"model's feature size D: the two labelers' first layers cannot be orthogonal "
+                f"(Omega cannot reach 0); use hidden <= {context.feature_dim // 2}"
+            )
         pooling = params.clip_pooling
         if pooling == "model":
             pooling = getattr(getattr(context.model, "params", None), "clip_pooling", "attention")
@@ -194,16 +240,18 @@ class TriTraining(PseudoLabeler):
             raise ValueError("tri-training needs the model's shared features h")
         frame_terms, clip_terms = [], []
         for labeler in self.labelers:
-            frame_probs, clip_probs = labeler(h)
+            frame_logits, clip_logits = labeler(h)
             if batch.strong is None or batch.strong_mask is None:
-                frame_terms.append(zero_loss(frame_probs))
+                frame_terms.append(zero_loss(frame_logits))
             else:
-                frame_terms.append(masked_bce(frame_probs, batch.strong, batch.strong_mask))
+                frame_terms.append(
+                    masked_bce_with_logits(frame_logits, batch.strong, batch.strong_mask)
+                )
             if batch.weak is None or batch.weak_mask is None:
-                clip_terms.append(zero_loss(clip_probs))
+                clip_terms.append(zero_loss(clip_logits))
             else:
-                clip_terms.append(masked_bce(clip_probs, batch.weak, batch.weak_mask))
-        omega = orthogonality(self.labelers[0].first.weight, self.labelers[1].first.weight)
+                clip_terms.append(masked_bce_with_logits(clip_logits, batch.weak, batch.weak_mask))
+        omega = self.omega()
         self._omega_sum = self._omega_sum + omega.detach()
         self._stage1_batches += 1
         return {
@@ -212,11 +260,21 @@ class TriTraining(PseudoLabeler):
             "tri_orthogonality": self.params.orthogonality_weight * omega,
         }
 
+    def omega(self) -> Tensor:
+        """The orthogonality term Omega of the two labelers' first layers (unweighted)."""
+        return orthogonality(
+            self.labelers[0].first.weight,
+            self.labelers[1].first.weight,
+            self.params.orthogonality_normalization,
+            self.params.orthogonality_reduction,
+        )
+
     def _stage2_loss(self, step: Step) -> dict[str, Tensor]:
         out, batch = step.out, step.batch
-        assert out.frame_probs is not None and out.clip_probs is not None
-        clip_targets, frame_targets = self.lookup(batch.filenames, out.frame_probs.shape[1])
-        device = out.frame_probs.device
+        if out.frame_logits is None or out.clip_logits is None:
+            raise ValueError("tri-training stage 2 needs the model's frame_logits and clip_logits")
+        clip_targets, frame_targets = self.lookup(batch.filenames, out.frame_logits.shape[1])
+        device = out.frame_logits.device
         clip_targets = clip_targets.to(device, non_blocking=True)
         frame_targets = frame_targets.to(device, non_blocking=True)
         size = len(batch)
@@ -226,8 +284,8 @@ class TriTraining(PseudoLabeler):
         no_weak = ~example_mask(batch.weak_mask, size, device)
         frame_kept = (frame_targets != MASKED) & no_strong[:, None, None]
         clip_kept = (clip_targets != MASKED) & no_weak[:, None]
-        frame = masked_bce(out.frame_probs, frame_targets.clamp(min=0), frame_kept)
-        clip = masked_bce(out.clip_probs, clip_targets.clamp(min=0), clip_kept)
+        frame = masked_bce_with_logits(out.frame_logits, frame_targets.clamp(min=0), frame_kept)
+        clip = masked_bce_with_logits(out.clip_logits, clip_targets.clamp(min=0), clip_kept)
         # Shares of the entries open to pseudo-labels; device sums, read once per epoch.
         self._frame_kept = self._frame_kept + frame_kept.sum()
         self._frame_total = self._frame_total + no_strong.sum() * frame_kept[0].numel()
@@ -312,7 +370,7 @@ class TriTraining(PseudoLabeler):
                 # probabilities near the threshold onto it.
                 with torch.autocast(device_type=h.device.type, enabled=False):
                     (f1, c1), (f2, c2) = (labeler(h) for labeler in self.labelers)
-                f1, c1, f2, c2 = (t.float().cpu() for t in (f1, c1, f2, c2))
+                f1, c1, f2, c2 = (torch.sigmoid(t.float()).cpu() for t in (f1, c1, f2, c2))
                 clip_y, clip_kept = agreement_labels(c1, c2, thr, margin)
                 frame_y, frame_kept = agreement_labels(f1, f2, thr, margin)
                 if self.params.weak_label_consistency and batch.weak is not None:

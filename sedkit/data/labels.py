@@ -236,6 +236,20 @@ def read_durations_tsv(path: str | Path) -> dict[str, float]:
 # --------------------------------------------------------------------------------------------
 # Median filter
 # --------------------------------------------------------------------------------------------
+def median_filter_frames(seconds: float, frame_hop_s: float) -> int:
+    """The median filter's length in frames: the odd number nearest to ``seconds / frame_hop_s``.
+
+    A median filter needs an odd window to be centred; rounding to an integer first and then
+    making it odd can overshoot by 1.5 frames (0.45 s at a 0.128 s hop is 3.5 frames: rounded
+    to 4, then 5 = 0.64 s). Ties (an even ratio) go up. Check: 0.45 s / 0.128 s -> 3;
+    0.45 s / 0.064 s (7.03) -> 7; 0.5 s / 0.125 s (4.0) -> 5; below 2 frames -> 1 (no filter).
+    """
+    if seconds <= 0:
+        return 1
+    ratio = seconds / frame_hop_s
+    return max(1, 2 * int(math.floor((ratio - 1.0) / 2.0 + 0.5)) + 1)
+
+
 def binary_median_filter(active: np.ndarray, length: int, *, axis: int = 0) -> np.ndarray:
     """Median filter of boolean decisions along ``axis`` over ``length`` frames (made odd).
 
@@ -410,7 +424,7 @@ class LabelEncoder:
         filters = self._per_class(median_filter_s, "median_filter_s")
         active = probs > thresholds
         for k, seconds in enumerate(filters):
-            length = int(round(seconds / self.frame_hop_s))
+            length = median_filter_frames(seconds, self.frame_hop_s)
             if length > 1:
                 active[:, :, k] = binary_median_filter(active[:, :, k], length, axis=1)
         # Run boundaries: +1 where a run starts, -1 one past where it ends.

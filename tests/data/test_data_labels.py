@@ -14,6 +14,7 @@ from sedkit.data.labels import (
     DESED_CLASSES,
     LabelEncoder,
     binary_median_filter,
+    median_filter_frames,
     read_durations_tsv,
     read_strong_tsv,
     read_unlabeled_tsv,
@@ -188,6 +189,26 @@ def test_decode_thresholds_median_filter_and_merging_per_class():
         (round(a, 6), round(b, 6), c) for a, b, c in encoder.decode_strong(probs, merge_gap_s=0.2)
     ]
     assert (0.1, 0.7, "B") in rounded
+
+
+def test_median_filter_length_is_the_nearest_odd_number_of_frames():
+    assert median_filter_frames(0.45, 0.128) == 3  # 3.5 frames: 3, not 5 (0.64 s)
+    assert median_filter_frames(0.45, 0.064) == 7
+    assert median_filter_frames(0.5, 0.125) == 5  # 4.0 frames: a tie goes up
+    assert median_filter_frames(0.1, 0.128) == 1 and median_filter_frames(0.0, 0.1) == 1
+    for ratio in np.linspace(0.0, 20.0, 401):
+        length = median_filter_frames(ratio * 0.1, 0.1)
+        assert length % 2 == 1 and abs(length - ratio) <= 1.0 + 1e-9
+
+
+def test_decode_uses_the_nearest_odd_median_filter():
+    """0.45 s at a 0.128 s hop is a 3-frame filter: a two-frame gap between events stays (a
+    5-frame filter, 0.64 s, would close it)."""
+    encoder = LabelEncoder(["A"], frame_hop_s=0.128, n_frames=8)
+    probs = torch.tensor([0.9, 0.9, 0.9, 0.1, 0.1, 0.9, 0.9, 0.9])[:, None]
+    events = encoder.decode_strong(probs, median_filter_s=0.45)
+    assert len(events) == 2
+    assert len(encoder.decode_strong(probs, median_filter_s=0.64)) == 1
 
 
 def test_binary_median_filter_equals_scipy():

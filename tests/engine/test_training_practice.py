@@ -144,6 +144,53 @@ def test_clipping_by_norm_bounds_the_total_norm(toy_recipe, toy_plugins, tmp_pat
     assert metrics["grad_clipped_share"] == sum(n > bound for n in pre) / len(pre)
 
 
+def _two_part_trainer(scope: str, model_grad: float, labeler_grad: float):
+    """Just what Trainer.clip_gradients reads: a model and a labeler with set gradients."""
+    import types
+
+    model, labeler = torch.nn.Linear(1, 1, bias=False), torch.nn.Linear(1, 1, bias=False)
+    model.weight.grad = torch.full((1, 1), model_grad)
+    labeler.weight.grad = torch.full((1, 1), labeler_grad)
+    trainable = [model.weight, labeler.weight]
+    groups = (
+        {"all": trainable}
+        if scope == "global"
+        else {"model": [model.weight], "pseudo_labeler": [labeler.weight]}
+    )
+    fake = types.SimpleNamespace(
+        scaler=torch.amp.GradScaler("cpu", enabled=False),
+        optimizer=torch.optim.SGD(trainable, lr=0.1),
+        clip_groups=groups,
+        tp=types.SimpleNamespace(grad_clip_norm=5.0, grad_clip_value=None),
+        device=torch.device("cpu"),
+        grad_norms=[],
+    )
+    return fake, model, labeler
+
+
+def test_a_regulariser_cannot_throttle_the_model_under_component_clipping():
+    """A labeler gradient of 100 (e.g. tri-training's Omega) scaled the model's gradient of 1
+    down to 0.05 under one global norm; clipped per component, the model's stays 1."""
+    fake, model, labeler = _two_part_trainer("global", 1.0, 100.0)
+    Trainer.clip_gradients(fake)
+    assert float(model.weight.grad) == pytest.approx(5.0 / math.hypot(1.0, 100.0), rel=1e-5)
+    fake, model, labeler = _two_part_trainer("component", 1.0, 100.0)
+    Trainer.clip_gradients(fake)
+    assert float(model.weight.grad) == pytest.approx(1.0)
+    assert float(labeler.weight.grad) == pytest.approx(5.0)
+    assert torch.allclose(fake.grad_norms[0], torch.tensor([1.0, 100.0]))
+
+
+def test_clip_scope_is_a_recipe_key(toy_recipe, toy_plugins, tmp_path):
+    trainer = make_trainer(
+        toy_recipe, toy_plugins, tmp_path, ["trainer.grad_clip_scope=global"], epochs=1
+    )
+    assert list(trainer.clip_groups) == ["all"]
+    (tmp_path / "b").mkdir()
+    trainer = make_trainer(toy_recipe, toy_plugins, tmp_path / "b", [], epochs=1)
+    assert "model" in trainer.clip_groups and "all" not in trainer.clip_groups
+
+
 def test_clipping_by_value_bounds_every_element(toy_recipe, toy_plugins, tmp_path):
     value = 1e-3
     trainer = make_trainer(

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from sedkit.components import Batch, ModelContext
 from sedkit.errors import UserError
-from sedkit_plugins.models.crnn import CRNN, CRNNParams, masked_bce, pool_clip
+from sedkit_plugins.models.crnn import CRNN, CRNNParams
 
 N_CLASSES, N_MELS, N_FRAMES = 3, 8, 16
 
@@ -120,19 +120,39 @@ def test_architecture_choices_build_and_run(
     assert (model.attention_head is not None) == (clip_pooling == "attention")
 
 
-def test_pool_clip_definitions() -> None:
-    gen = torch.Generator().manual_seed(0)
-    probs = torch.rand(2, 5, 3, generator=gen)
-    att = torch.randn(2, 5, 3, generator=gen)
-    weights = torch.exp(att) / torch.exp(att).sum(dim=1, keepdim=True)  # softmax over time
-    assert torch.allclose(pool_clip(probs, "attention", att), (weights * probs).sum(dim=1))
-    assert torch.equal(pool_clip(probs, "max"), probs.max(dim=1).values)
-    assert torch.allclose(pool_clip(probs, "mean"), probs.mean(dim=1))
-    # Uniform attention is mean pooling; very peaked attention picks that frame.
-    assert torch.allclose(pool_clip(probs, "attention", torch.zeros_like(att)), probs.mean(dim=1))
-    peaked = torch.full_like(att, -50.0)
-    peaked[:, 2] = 50.0
-    assert torch.allclose(pool_clip(probs, "attention", peaked), probs[:, 2])
+@pytest.mark.parametrize("clip_pooling", ["attention", "max", "mean"])
+def test_clip_outputs_pool_the_frame_probabilities(clip_pooling) -> None:
+    model = CRNN(tiny_params(clip_pooling=clip_pooling), context()).eval()
+    out = model(torch.randn(3, N_MELS, N_FRAMES))
+    assert out.clip_logits is not None and out.clip_logits.dtype == torch.float32
+    assert torch.allclose(out.clip_probs, torch.sigmoid(out.clip_logits))
+    if clip_pooling == "max":
+        assert torch.allclose(out.clip_probs, out.frame_probs.amax(dim=1))
+    elif clip_pooling == "mean":
+        assert torch.allclose(out.clip_probs, out.frame_probs.mean(dim=1), atol=1e-6)
+
+
+def test_bf16_confident_wrong_frames_keep_a_gradient() -> None:
+    """Under bf16 autocast, a frame the model is sure of (logit 12: p rounds to 1.0 in bf16) but
+    whose label is 0 must still be pushed down: finite loss ~12, non-zero gradient."""
+    model = CRNN(tiny_params(), context())
+    with torch.no_grad():
+        model.frame_head.weight.zero_()
+        model.frame_head.bias.fill_(12.0)
+    frames = model.output_frames(N_FRAMES)
+    batch = sed_batch([True, True], [True, True], frames)
+    batch.strong.zero_()
+    batch.weak.zero_()
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        out = model(torch.randn(2, N_MELS, N_FRAMES))
+        losses = model.supervised_loss(out, batch)
+    assert out.frame_logits.dtype == torch.bfloat16  # the head really ran in bf16
+    for name in ("frame_bce", "clip_bce"):
+        assert losses[name].dtype == torch.float32
+        assert 11.0 < float(losses[name]) < 13.0, (name, float(losses[name]))
+    sum(losses.values()).backward()
+    grad = model.frame_head.bias.grad
+    assert grad is not None and torch.isfinite(grad).all() and (grad > 0.5).all()
 
 
 def test_supervised_loss_uses_the_right_examples() -> None:
@@ -163,18 +183,6 @@ def test_loss_over_zero_examples_is_zero_with_a_gradient_path() -> None:
     out = model(torch.randn(2, N_MELS, N_FRAMES))
     no_strong = Batch(filenames=["a", "b"], stream=["unlabeled"] * 2, domain=torch.ones(2))
     assert float(sum(model.supervised_loss(out, no_strong).values()).detach()) == 0.0
-
-
-def test_masked_bce_per_entry_mask_and_autocast() -> None:
-    probs = torch.tensor([[0.9, 0.2], [0.4, 0.6]], requires_grad=True)
-    targets = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
-    mask = torch.tensor([[True, False], [False, True]])
-    expected = -(torch.log(torch.tensor(0.9)) + torch.log(torch.tensor(0.6))) / 2
-    assert torch.allclose(masked_bce(probs, targets, mask), expected)
-    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
-        value = masked_bce(probs.bfloat16(), targets, mask)
-    assert value.dtype == torch.float32
-    assert torch.allclose(value, expected, atol=2e-2)
 
 
 def test_tiny_fit_reduces_the_supervised_loss() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 
 import pytest
 import torch
@@ -11,7 +12,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from sedkit.components import Batch, HeadContext, ModelOutput, Step
-from sedkit_plugins.domain_adapters.grl import GRLAdapter, GRLParams, dann_alpha, grad_reverse
+from sedkit_plugins.domain_adapters.grl import (
+    GRLAdapter,
+    GRLParams,
+    dann_alpha,
+    domain_loss,
+    grad_reverse,
+)
 
 DIM, FRAMES = 4, 5
 
@@ -105,13 +112,45 @@ def test_frame_mode_broadcasts_the_clip_domain_and_logs_accuracy() -> None:
     loss = adapter.loss(step)["adv_domain"]
     logits = adapter.discriminator(h).squeeze(-1)  # [3, FRAMES]
     targets = torch.tensor([0.0, 1.0, 1.0])[:, None].expand(-1, FRAMES)
-    assert torch.allclose(loss, F.binary_cross_entropy_with_logits(logits, targets))
-    accuracy = ((logits > 0).float() == targets).float().mean()
+    per_entry = F.binary_cross_entropy_with_logits(logits, targets, reduction="none")
+    # Domain-balanced (default): the synthetic clip's frames weigh as much as the two real ones.
+    assert torch.allclose(loss, (per_entry[0].mean() + per_entry[1:].mean()) / 2)
+    hits = ((logits > 0).float() == targets).float()
     metrics = adapter.epoch_metrics()
     assert metrics["adv_domain_loss"] == pytest.approx(float(loss.detach()))
-    assert metrics["domain_accuracy"] == pytest.approx(float(accuracy))
+    assert metrics["domain_accuracy"] == pytest.approx(float(hits.mean()))
+    balanced = (float(hits[0].mean()) + float(hits[1:].mean())) / 2
+    assert metrics["domain_balanced_accuracy"] == pytest.approx(balanced)
     assert metrics["adv_alpha"] == 1.0
     assert adapter.epoch_metrics() == {}  # reset after reading
+
+
+def test_domain_loss_balance() -> None:
+    # The docstring's check: three real clips at logit 0, one synthetic at logit 2.
+    logits, targets = torch.tensor([0.0, 0.0, 0.0, 2.0]), torch.tensor([1.0, 1.0, 1.0, 0.0])
+    assert float(domain_loss(logits, targets)) == pytest.approx(1.410038, abs=1e-6)
+    plain = F.binary_cross_entropy_with_logits(logits, targets)
+    assert torch.allclose(domain_loss(logits, targets, balanced=False), plain)
+    # At chance (all logits 0) the balanced loss is ln 2 whatever the shares.
+    assert float(domain_loss(torch.zeros(24), (torch.arange(24) >= 6).float())) == pytest.approx(
+        math.log(2)
+    )
+    # One domain only: that domain's mean, not half of it.
+    only_real = domain_loss(torch.tensor([1.0, -1.0]), torch.ones(2))
+    assert torch.allclose(only_real, F.binary_cross_entropy_with_logits(
+        torch.tensor([1.0, -1.0]), torch.ones(2)))  # fmt: skip
+
+
+def test_balanced_loss_sends_f_more_gradient_at_the_prior() -> None:
+    """D at the batch prior (18 real : 6 synthetic, logit ln 3 everywhere): the unbalanced loss
+    is at its minimum for a constant D and sends F no gradient through a shift of the logits;
+    the balanced one is not, so D (and through the GRL, F) keeps learning."""
+    targets = (torch.arange(24) >= 6).float()
+    logits = torch.full((24,), math.log(3.0), requires_grad=True)
+    (plain,) = torch.autograd.grad(domain_loss(logits, targets, balanced=False), logits)
+    (balanced,) = torch.autograd.grad(domain_loss(logits, targets), logits)
+    assert abs(float(plain.sum())) < 1e-6
+    assert float(balanced.sum()) > 0.2
 
 
 def test_whole_mode_flatten_uses_the_model_frame_count() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 
 import pytest
 import torch
@@ -11,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sedkit.components import Batch, HeadContext, ModelContext, ModelOutput, Step
+from sedkit.errors import UserError
 from sedkit_plugins.models.crnn import CRNN, CRNNParams
 from sedkit_plugins.pseudo_labelers.tri_training import (
     MASKED,
@@ -37,6 +39,7 @@ def tiny_model() -> CRNN:
 
 
 def labeler_for(model: CRNN, **changes) -> TriTraining:
+    changes.setdefault("hidden", model.feature_dim // 2)  # the widest that can be orthogonal
     context = HeadContext(
         task="sed", recipe_path=None, sample_rate=16000, seed=0, log=LOG,
         n_classes=C, feature_dim=model.feature_dim, model=model, classes=["a", "b", "c"],
@@ -72,18 +75,50 @@ def step_for(model: CRNN, features: torch.Tensor, batch: Batch, epoch: int, stag
 def test_orthogonality_values() -> None:
     d = 4
     eye = torch.eye(d)
-    assert float(orthogonality(eye, eye)) == pytest.approx(1.0)
+    # METHODS.md's checks are for the sum over unit pairs of |cosines| divided by the units.
+    assert float(orthogonality(eye, eye, "unit", "sum_per_unit")) == pytest.approx(1.0)
+    assert float(orthogonality(eye, eye, "unit", "sum")) == pytest.approx(d)
+    assert float(orthogonality(eye, eye)) == pytest.approx(1.0 / d)  # default: unit, mean
     # Paper notation W [D, hidden]: W1 = [I; 0] and W2 = [0; I] read disjoint inputs.
     w1 = torch.cat([eye, torch.zeros(d, d)])  # [2d, d]
     w2 = torch.cat([torch.zeros(d, d), eye])
     # nn.Linear stores weight = W^T, [hidden, D].
-    assert float(orthogonality(w1.T, w2.T)) == pytest.approx(0.0)
+    for normalization in ("unit", "matrix"):
+        for reduction in ("mean", "sum", "sum_per_unit"):
+            assert float(orthogonality(w1.T, w2.T, normalization, reduction)) == pytest.approx(0.0)
     # Normalised per hidden unit: scaling the weights does not change Omega.
     gen = torch.Generator().manual_seed(0)
     a, b = torch.randn(5, 7, generator=gen), torch.randn(5, 7, generator=gen)
     assert torch.allclose(orthogonality(a, b), orthogonality(3.0 * a, 0.2 * b))
     cosines = F.normalize(a, dim=1) @ F.normalize(b, dim=1).T
-    assert torch.allclose(orthogonality(a, b), cosines.abs().sum() / 5)
+    assert torch.allclose(orthogonality(a, b), cosines.abs().mean())
+    assert torch.allclose(orthogonality(a, b, "unit", "sum_per_unit"), cosines.abs().sum() / 5)
+    # Matrix normalisation: each matrix over its Frobenius norm.
+    gram = (a / a.norm()) @ (b / b.norm()).T
+    assert torch.allclose(orthogonality(a, b, "matrix", "sum"), gram.abs().sum())
+    with pytest.raises(ValueError, match="reduction"):
+        orthogonality(a, b, "unit", "max")
+
+
+def test_omega_scale_at_initialisation_is_width_free() -> None:
+    """The default Omega (mean |cosine|) of two freshly initialised labelers is ~sqrt(2/(pi D))
+    at any width, below the BCE it sits next to; the old sum-per-unit form grows with the width
+    (about 9 at 128 units on D = 256)."""
+    torch.manual_seed(0)
+    for hidden, dim in ((32, 64), (128, 256)):
+        w1, w2 = nn.Linear(dim, hidden).weight, nn.Linear(dim, hidden).weight
+        mean_form = float(orthogonality(w1, w2))
+        assert mean_form == pytest.approx(math.sqrt(2 / (math.pi * dim)), rel=0.15)
+        assert float(orthogonality(w1, w2, "unit", "sum_per_unit")) == pytest.approx(
+            hidden * mean_form, rel=1e-5
+        )
+
+
+def test_labelers_wider_than_half_of_h_are_refused() -> None:
+    model = tiny_model()  # D = 16
+    with pytest.raises(UserError, match=r"pseudo_labeler.params.hidden: 2 x 9 > 16"):
+        labeler_for(model, hidden=9)
+    assert labeler_for(model, hidden=8).labelers[0].first.out_features == 8
 
 
 def test_orthogonality_sends_no_gradient_to_the_model() -> None:
@@ -130,9 +165,9 @@ def test_stage1_loss_terms() -> None:
     assert set(losses) == {"tri_labeler_frame_bce", "tri_labeler_clip_bce", "tri_orthogonality"}
     frame_ref = clip_ref = 0.0
     for labeler in tri.labelers:
-        frame_probs, clip_probs = labeler(step.out.h)
-        frame_ref += F.binary_cross_entropy(frame_probs[:1], batch.strong[:1])
-        clip_ref += F.binary_cross_entropy(clip_probs[:2], batch.weak[:2])
+        frame_logits, clip_logits = labeler(step.out.h)
+        frame_ref += F.binary_cross_entropy_with_logits(frame_logits[:1], batch.strong[:1])
+        clip_ref += F.binary_cross_entropy_with_logits(clip_logits[:2], batch.weak[:2])
     assert torch.allclose(losses["tri_labeler_frame_bce"], frame_ref, atol=1e-6)
     assert torch.allclose(losses["tri_labeler_clip_bce"], clip_ref, atol=1e-6)
     omega = orthogonality(tri.labelers[0].first.weight, tri.labelers[1].first.weight)
@@ -141,7 +176,7 @@ def test_stage1_loss_terms() -> None:
 
 
 class FixedLabeler(nn.Module):
-    """Stands in for a labeler: fixed frame and clip probabilities per clip."""
+    """Stands in for a labeler: fixed frame and clip probabilities per clip (as logits)."""
 
     def __init__(self, frame: torch.Tensor, clip: torch.Tensor):
         super().__init__()
@@ -150,7 +185,7 @@ class FixedLabeler(nn.Module):
 
     def forward(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         rows = h[:, 0, 0].long()  # the test puts the clip's row index in h
-        return self.frame[rows] * self.scale, self.clip[rows] * self.scale
+        return torch.logit(self.frame[rows]) * self.scale, torch.logit(self.clip[rows]) * self.scale
 
 
 def fixed_tri(frames: int) -> tuple[TriTraining, list[tuple[Batch, ModelOutput]]]:
@@ -237,8 +272,8 @@ def test_stage2_loss_uses_pseudo_labels_only_where_true_labels_are_missing() -> 
     tri, outputs = fixed_tri(frames)
     tri.compute_pseudo_labels(outputs)
     gen = torch.Generator().manual_seed(0)
-    frame_probs = torch.rand(4, frames, C, generator=gen, requires_grad=True)
-    clip_probs = torch.rand(4, C, generator=gen, requires_grad=True)
+    frame_logits = torch.randn(4, frames, C, generator=gen, requires_grad=True)
+    clip_logits = torch.randn(4, C, generator=gen, requires_grad=True)
     batch = Batch(
         filenames=["syn.wav", "weak.wav", "unl_a.wav", "unl_b.wav"],
         stream=["synthetic", "weak", "unlabeled", "unlabeled"],
@@ -246,19 +281,20 @@ def test_stage2_loss_uses_pseudo_labels_only_where_true_labels_are_missing() -> 
         strong_mask=torch.tensor([True, False, False, False]),
         weak_mask=torch.tensor([True, True, False, False]),
     )
-    out = ModelOutput(frame_probs=frame_probs, clip_probs=clip_probs)
+    out = ModelOutput(frame_logits=frame_logits, clip_logits=clip_logits)
     losses = tri.loss(Step(None, torch.zeros(4), out, batch, 11, 0, 0.5, "stage2"))
     assert set(losses) == {"tri_pseudo_frame_bce", "tri_pseudo_clip_bce"}
     # Frame labels: frames 2.. of weak, unl_a, unl_b (all 1); syn.wav has none stored.
-    frame_ref = F.binary_cross_entropy(frame_probs[1:, 2:], torch.ones(3, frames - 2, C))
+    bce = F.binary_cross_entropy_with_logits
+    frame_ref = bce(frame_logits[1:, 2:], torch.ones(3, frames - 2, C))
     assert torch.allclose(losses["tri_pseudo_frame_bce"], frame_ref, atol=1e-6)
     # Clip labels of the unlabeled clips only: unl_a [1, 0, 1], unl_b [0, -, 1].
-    p, y = clip_probs[2:], torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
+    x, y = clip_logits[2:], torch.tensor([[1.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
     kept = torch.tensor([[1.0, 1, 1], [1, 0, 1]])
-    per_entry = F.binary_cross_entropy(p, y, reduction="none")
+    per_entry = bce(x, y, reduction="none")
     assert torch.allclose(losses["tri_pseudo_clip_bce"], (per_entry * kept).sum() / 5, atol=1e-6)
     sum(losses.values()).backward()
-    assert clip_probs.grad[:2].abs().sum() == 0 and frame_probs.grad[0].abs().sum() == 0
+    assert clip_logits.grad[:2].abs().sum() == 0 and frame_logits.grad[0].abs().sum() == 0
     metrics = tri.epoch_metrics()
     assert metrics["tri_batch_clip_kept"] == pytest.approx(5 / 6)  # of the 2 unlabeled clips
     assert metrics["tri_batch_frame_kept"] == pytest.approx(4 / frames)  # of 3 clips' frames
