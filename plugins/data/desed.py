@@ -93,6 +93,9 @@ class DESEDParams:
     ``<root>/.sedkit_cache``), keyed by every feature parameter and file. ``pin_memory`` applies
     only with CUDA. ``augment``: on-device training augmentation (all off by default).
     ``max_clips_per_subset`` keeps the first N clips of each subset (quick tests).
+    ``oracle_labels`` (a diagnostic, never for a reported system): weak and unlabeled clips train
+    with their hidden true strong labels, the most that pseudo-labels could give (the G2
+    headroom of ``tools/measure_headroom.py``).
     """
 
     root: str = "data/dcase2019"
@@ -126,6 +129,7 @@ class DESEDParams:
     pin_memory: bool = True  # used only when CUDA is available
     augment: AugmentParams = field(default_factory=AugmentParams)
     max_clips_per_subset: int | None = None
+    oracle_labels: bool = False
 
     def __post_init__(self) -> None:
         if not self.classes or len(set(self.classes)) != len(self.classes):
@@ -334,6 +338,8 @@ class DESEDData(FolderDataModule):
             audio = self.path(p.unlabeled_audio)
             clips = [Clip(f, audio / f, hidden=hidden.get(f)) for f in names]
             subsets["unlabeled"] = Subset("unlabeled", "unlabeled", REAL, clips)
+        if p.oracle_labels:
+            self._give_oracle_labels(subsets, hidden)
         strong = read_strong_tsv(self.path(p.validation_tsv), self.classes)
         audio = self.path(p.validation_audio)
         clips = [Clip(f, audio / f, events=ev) for f, ev in strong.items()]
@@ -342,6 +348,24 @@ class DESEDData(FolderDataModule):
             for subset in subsets.values():
                 subset.clips = subset.clips[: p.max_clips_per_subset]
         return subsets
+
+    def _give_oracle_labels(self, subsets: dict[str, Subset], hidden: dict[str, list[Event]]):
+        """``oracle_labels``: weak and unlabeled clips get their hidden strong labels."""
+        for name in ("weak", "unlabeled"):
+            if name not in subsets:
+                continue
+            lacking = [c.filename for c in subsets[name].clips if c.filename not in hidden]
+            if lacking:
+                where = self.params.hidden_weak_tsv if name == "weak" else None
+                where = where or self.params.hidden_unlabeled_tsv or "hidden_*_tsv"
+                raise InputFileError(
+                    self.path(where),
+                    f"data.params.oracle_labels: no hidden labels for {len(lacking)} {name} "
+                    f"clip(s), e.g. {lacking[0]}",
+                )
+            for clip in subsets[name].clips:
+                clip.events, clip.labels = hidden[clip.filename], None
+        self.log.warning("data: oracle_labels: weak and unlabeled clips use their true labels")
 
     def _n_clips(self, name: str) -> int:
         return len(self.subsets[name].clips) if name in self.subsets else 0

@@ -186,6 +186,21 @@ def test_validation_unlabeled_reference_and_run_records(tree, tmp_path):
     assert json.loads((run_dir / "data_source.json").read_text())["source"] == "existing"
 
 
+def test_oracle_labels_give_weak_and_unlabeled_clips_their_hidden_strong_labels(tree, tmp_path):
+    data, _, _ = build(tree, tmp_path, oracle_labels=True)
+    batch = next(iter(data.train_loader(1)))
+    assert batch.strong_mask.all() and batch.weak_mask.all()  # every stream is now strong
+    encoder = data.encoder
+    hidden = read_strong_tsv(tree / "metadata/hidden/unlabel_in_domain.tsv")
+    for i, name in enumerate(batch.filenames):
+        if name.startswith("unl"):
+            assert torch.equal(batch.strong[i], encoder.encode_strong(hidden[name]))
+    # Without hidden labels the oracle cannot run: one clear error naming the file.
+    bare = make_tree(tmp_path / "bare", hidden=False)
+    with pytest.raises(InputFileError, match="oracle_labels: no hidden labels for 4 weak"):
+        build(bare, tmp_path / "b", oracle_labels=True)
+
+
 def test_missing_audio_is_named_and_skipped_or_fatal(tmp_path, caplog):
     root = make_tree(
         tmp_path / "d", missing=("audio/train/weak/weak1.wav", "audio/validation/val3.wav")

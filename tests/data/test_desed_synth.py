@@ -20,11 +20,13 @@ AUDIO_DIRS = {
     "weak": "audio/train/weak",
     "unlabel_in_domain": "audio/train/unlabel_in_domain",
     "validation": "audio/validation",
+    "eval": "audio/eval/public",
     "eval_synthetic": "audio/eval/synthetic",
 }
 STRONG_FILES = {
     "synthetic": "metadata/train/synthetic.tsv",
     "validation": "metadata/validation/validation.tsv",
+    "eval": "metadata/eval/public.tsv",
     "eval_synthetic": "metadata/eval/synthetic.tsv",
     "weak": "metadata/hidden/weak.tsv",
     "unlabel_in_domain": "metadata/hidden/unlabel_in_domain.tsv",
@@ -90,6 +92,7 @@ def test_layout_and_audio_format(tiny: Path) -> None:
         "weak": TINY.n_weak,
         "unlabel_in_domain": TINY.n_unlabeled,
         "validation": TINY.n_validation,
+        "eval": TINY.n_eval,
         "eval_synthetic": TINY.n_eval_synthetic,
     }
     for subset, audio_dir in AUDIO_DIRS.items():
@@ -104,6 +107,7 @@ def test_layout_and_audio_format(tiny: Path) -> None:
         "metadata/train/unlabel_in_domain.tsv",
         "metadata/validation/validation_durations.tsv",
         "metadata/eval/synthetic_durations.tsv",
+        "metadata/eval/public_durations.tsv",
         "dataset_card.md",
     ):
         assert (tiny / rel).is_file(), rel
@@ -193,6 +197,89 @@ def test_config_checks_values() -> None:
         ds.SynthConfig(n_weak=0)
     with pytest.raises(ValueError, match="backgrounds"):
         dataclasses.replace(ds.REAL_DOMAIN, backgrounds=("white", "jet_engine"))
+
+
+def test_config_checks_distractors_and_class_weights() -> None:
+    with pytest.raises(ValueError, match="unknown distractors"):
+        dataclasses.replace(ds.REAL_DOMAIN, distractors=("chainsaw",))
+    with pytest.raises(ValueError, match="class_weights"):
+        dataclasses.replace(ds.REAL_DOMAIN, class_weights=(1.0, 2.0))
+
+
+# --------------------------------------------------------------------------------------------
+# Benchmark v2: real-domain prior, distractors, labels with the audible reverberation tail
+# --------------------------------------------------------------------------------------------
+def test_default_sizes_follow_desed_2019_proportions() -> None:
+    cfg = ds.PRESETS["default"]
+    desed = {"n_synthetic": 2045, "n_weak": 1578, "n_unlabeled": 14412, "n_validation": 1168}
+    scale = cfg.n_synthetic / desed["n_synthetic"]
+    for name in ("n_weak", "n_unlabeled"):
+        assert getattr(cfg, name) == pytest.approx(desed[name] * scale, rel=0.02), name
+    assert cfg.n_unlabeled / cfg.n_weak == pytest.approx(14412 / 1578, rel=0.02)  # ~9x
+    assert cfg.n_eval >= cfg.n_validation  # the reported split is not the smaller one
+
+
+def _plans(domain: ds.DomainConfig, n: int = 400):
+    cfg = dataclasses.replace(ds.PRESETS["default"], synthetic=domain)
+    sources = {label: [(f"{label}.wav", 4.0)] for label in (*ds.CLASSES, *domain.distractors)}
+    backgrounds = {kind: [(f"{kind}.wav", 12.0)] for kind in domain.backgrounds}
+    return [
+        ds._plan_clip(np.random.default_rng(i), cfg, domain, sources, backgrounds, False)
+        for i in range(n)
+    ]
+
+
+def test_real_domain_follows_the_desed_class_prior_and_adds_distractors() -> None:
+    plans = _plans(ds.REAL_DOMAIN)
+    targets = [e.label for _, events, _ in plans for e in events if e.label in ds.CLASSES]
+    distractors = [e.label for _, events, _ in plans for e in events if e.label not in ds.CLASSES]
+    counts = {c: targets.count(c) for c in ds.CLASSES}
+    assert max(counts, key=counts.get) == "Speech"
+    # DESED's validation: Speech is 41 % of the events; same-class events never overlap, so a
+    # few drawn Speech events find no room (4 s sources here): somewhat below 41 %.
+    assert 0.3 < counts["Speech"] / len(targets) < 0.45
+    assert counts["Speech"] > 1.5 * max(n for c, n in counts.items() if c != "Speech")
+    assert 2.3 < len(targets) / len(plans) <= 3.0  # 1 + Poisson(2) drawn, a few find no room
+    assert set(distractors) == set(ds.REAL_DOMAIN.distractors)
+    assert len(distractors) / len(plans) == pytest.approx(1.0, abs=0.2)
+    assert all(room is not None and 0.2 <= room[0] <= 0.8 for _, _, room in plans)
+    synthetic = _plans(ds.SYNTHETIC_DOMAIN)
+    assert all(e.label in ds.CLASSES for _, events, _ in synthetic for e in events)
+    assert all(room is None for _, _, room in synthetic)
+
+
+def test_labels_cover_the_audible_reverberation_tail_and_skip_distractors() -> None:
+    plan = [
+        ds._EventPlan("Dog", "d.wav", 0.0, 1.0, 0.5, 14.0),
+        ds._EventPlan("Dog", "d.wav", 0.0, 1.55, 0.3, 10.0),
+        ds._EventPlan("Cat", "c.wav", 0.0, 9.8, 0.19, 24.0),
+        ds._EventPlan("music", "m.wav", 0.0, 2.0, 3.0, 5.0),
+        ds._EventPlan("Speech", "s.wav", 0.0, 5.0, 1.0, 2.0),
+    ]
+    annotation = [(e.event_time, e.event_time + e.event_duration, e.label) for e in plan]
+    events = ds.labeled_events(plan, annotation, ds.REAL_DOMAIN, (0.6, 4.0), 10.0)
+    # Dog 1.0-1.5 s, SNR 14, DRR 4: +0.1 s tail to 1.6 s, which reaches the next bark (1.55 s):
+    # one event 1.0-1.9 (the second bark's tail is 0.6 * 6 / 60 = 0.06 s). Cat stops at the clip
+    # end; music is not a target; Speech at SNR 2 < DRR has no audible tail.
+    assert events == [
+        (1.0, 1.91, "Dog"),
+        (5.0, 6.0, "Speech"),
+        (9.8, 10.0, "Cat"),
+    ]
+    dry = ds.labeled_events(plan, annotation, ds.SYNTHETIC_DOMAIN, None, 10.0)
+    assert (1.0, 1.5, "Dog") in dry and all(label != "music" for _, _, label in dry)
+
+
+def test_eval_split_is_real_and_disjoint_from_validation(tiny: Path) -> None:
+    card = json.loads((tiny / "dataset_card.json").read_text())
+    assert card["subsets"]["eval"]["domain"] == "real"
+    assert card["subsets"]["eval"]["source_pool"] == "real_eval"
+    assert card["subsets"]["validation"]["source_pool"] == "real_validation"
+    assert (tiny / "metadata/eval/public_durations.tsv").is_file()
+    labels = {
+        label for events in _strong(tiny / STRONG_FILES["eval"]).values() for *_, label in events
+    }
+    assert labels <= set(ds.CLASSES)
 
 
 # --------------------------------------------------------------------------------------------

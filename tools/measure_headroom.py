@@ -1,0 +1,181 @@
+"""Measure what the embedded benchmark leaves the methods to win, with the baseline CRNN alone.
+
+    python tools/measure_headroom.py [--data data/dcase2019] [--seeds 1 2 3] [--jobs 1] \
+        [--root runs/headroom] [--write docs/benchmark.md] [KEY=VALUE ...]
+
+Three trainings of `recipes/dcase2019_task4/baseline.yaml` per seed, every checkpoint selected on
+the validation split and scored with `sedkit predict` + `sedkit score` on the held-out splits:
+
+- `synthetic_only`: strong synthetic clips only (stream_proportions [1, 0, 0]).
+  **G1** = event F1 on held-out synthetic clips (eval_synthetic) minus event F1 on the real eval
+  split: the domain gap that adaptation could close.
+- `baseline`: the plain recipe (strong synthetic + weak; unlabeled clips pass unused).
+- `oracle`: the same with the hidden true strong labels of the weak and unlabeled clips
+  (`data.params.oracle_labels=true`). **G2** = oracle minus baseline on the real eval split:
+  what perfect pseudo-labels could add.
+
+Targets, fixed before any method runs (issue 15): G1 >= 0.10 and G2 >= 0.10 event F1, mean of 3
+seeds. Runs are resumable (`tools/reproduction.py`): re-running skips finished ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from reproduction import train  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+RECIPE = ROOT / "recipes/dcase2019_task4/baseline.yaml"
+METRICS = ("event_f1_macro", "segment_f1_macro", "psds1", "psds2")
+CONFIGS = {
+    "synthetic_only": ["data.params.stream_proportions=[1.0, 0.0, 0.0]"],
+    "baseline": [],
+    "oracle": ["data.params.oracle_labels=true"],
+}
+#: (split name, audio folder, ground truth, durations), relative to the data root.
+SPLITS = {
+    "eval": ("audio/eval/public", "metadata/eval/public.tsv", "metadata/eval/public_durations.tsv"),
+    "eval_synthetic": (
+        "audio/eval/synthetic",
+        "metadata/eval/synthetic.tsv",
+        "metadata/eval/synthetic_durations.tsv",
+    ),
+}
+TARGETS = {"G1": 0.10, "G2": 0.10}
+
+
+def sedkit(*args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "sedkit.cli", *args], capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"sedkit {' '.join(args)} failed:\n{result.stderr}")
+    return result.stdout
+
+
+def score_split(run_dir: Path, data: Path, split: str) -> dict[str, float]:
+    """The run's best checkpoint on one split: F1 at 0.5 and PSDS over 25 thresholds."""
+    out = run_dir / "scores" / split
+    cached = out / "metrics.json"
+    if cached.is_file():
+        return json.loads(cached.read_text())
+    audio, ground_truth, durations = (data / part for part in SPLITS[split])
+    thresholds = [f"{i / 50:.2f}" for i in range(1, 50, 2)]  # 0.02 ... 0.98, 0.5 excluded
+    detections = out / "detections"
+    sedkit("predict", str(run_dir), str(audio), "--thresholds", *thresholds,
+           "-o", str(detections), "--overwrite")  # fmt: skip
+    metrics = json.loads(
+        sedkit(
+            "score",
+            "--ref",
+            str(ground_truth),
+            "--est",
+            str(detections),
+            "--meta",
+            str(durations),
+            "--threshold",
+            "0.5",
+            "--json",
+        )  # fmt: skip
+    )
+    picked = {m: float(metrics[m]) for m in METRICS if isinstance(metrics.get(m), int | float)}
+    cached.write_text(json.dumps(picked, indent=2))
+    return picked
+
+
+def mean_std(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default="data/dcase2019")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--root", default="runs/headroom")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at once")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads per run")
+    parser.add_argument("--write", help="markdown file for the results")
+    parser.add_argument("overrides", nargs="*", help="recipe overrides for every run")
+    args = parser.parse_args()
+    data, root = Path(args.data).resolve(), Path(args.root)
+    if not (data / "dataset_card.json").is_file():
+        sedkit("synth", "desed", str(data))
+    jobs = [(config, seed) for seed in args.seeds for config in CONFIGS]
+
+    def run(job: tuple[str, int]) -> str:
+        config, seed = job
+        run_dir = root / config / f"seed{seed}"
+        overrides = [f"data.params.root={data}", f"seed={seed}", *CONFIGS[config], *args.overrides]
+        status = train(f"{config} seed {seed}", run_dir, RECIPE, overrides, args.threads)
+        print(status, flush=True)
+        return status
+
+    started = time.time()
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        statuses = list(pool.map(run, jobs))
+    if any("FAILED" in s for s in statuses):
+        raise SystemExit("some runs failed; fix them and run again (finished runs are kept)")
+
+    scores: dict[str, dict[int, dict[str, dict[str, float]]]] = {c: {} for c in CONFIGS}
+    for config, seed in jobs:
+        run_dir = root / config / f"seed{seed}"
+        splits = ("eval", "eval_synthetic") if config == "synthetic_only" else ("eval",)
+        scores[config][seed] = {s: score_split(run_dir, data, s) for s in splits}
+    seeds = args.seeds
+    f1 = "event_f1_macro"
+    g1 = [
+        scores["synthetic_only"][s]["eval_synthetic"][f1] - scores["synthetic_only"][s]["eval"][f1]
+        for s in seeds
+    ]
+    g2 = [scores["oracle"][s]["eval"][f1] - scores["baseline"][s]["eval"][f1] for s in seeds]
+    lines = [
+        "| training | evaluated on | " + " | ".join(METRICS) + " |",
+        "|---|---|" + "---|" * len(METRICS),
+    ]
+    for config in CONFIGS:
+        splits = ("eval_synthetic", "eval") if config == "synthetic_only" else ("eval",)
+        for split in splits:
+            cells = [mean_std([scores[config][s][split][m] for s in seeds]) for m in METRICS]
+            lines.append(f"| {config} | {split} | " + " | ".join(cells) + " |")
+    verdict = []
+    for name, values in (("G1", g1), ("G2", g2)):
+        met = statistics.mean(values) >= TARGETS[name]
+        per_seed = ", ".join(f"{v:+.3f}" for v in values)
+        verdict.append(
+            f"- **{name}** = {mean_std(values)} event F1 (per seed {per_seed}); target >= "
+            f"{TARGETS[name]:.2f}: {'met' if met else 'NOT met'}"
+        )
+    report = "\n".join(lines + ["", *verdict])
+    print(report)
+    if args.write:
+        card = json.loads((data / "dataset_card.json").read_text())
+        command = "python tools/measure_headroom.py --seeds " + " ".join(map(str, seeds))
+        if args.overrides:
+            command += " " + " ".join(args.overrides)
+        section = (
+            "## Headroom, measured with the baseline only\n\n"
+            f"Data: generator {card['generator_version']}, preset `{card['preset']}`, seed "
+            f"{card['seed']}. Command: `{command} --write {args.write}` "
+            f"({time.time() - started:.0f} s for the runs not already done; CPU threads per run: "
+            f"{args.threads}, runs at once: {args.jobs}). Checkpoints selected on validation; "
+            "scores on the eval splits (`sedkit predict` + `sedkit score`, F1 at 0.5, PSDS over "
+            "25 thresholds).\n\n" + report + "\n"
+        )
+        path = Path(args.write)
+        text = path.read_text() if path.is_file() else "# The embedded DESED-like benchmark\n\n"
+        head, marker, _ = text.partition("## Headroom, measured with the baseline only")
+        path.write_text((head if marker else text.rstrip() + "\n\n") + section)
+
+
+if __name__ == "__main__":
+    main()
