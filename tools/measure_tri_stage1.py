@@ -76,8 +76,9 @@ def gradient_probe(data: Path, seed: int, overrides: list[str]) -> list[dict[str
                         "omega": float(tri.omega().detach()),
                         "grad_omega_labelers": norm(losses["tri_orthogonality"], labeler_params),
                         "labeler_bce": float(
-                            (losses["tri_labeler_frame_bce"] + losses["tri_labeler_clip_bce"])
-                            .detach()
+                            (
+                                losses["tri_labeler_frame_bce"] + losses["tri_labeler_clip_bce"]
+                            ).detach()
                         ),
                         "grad_labeler_bce_labelers": norm(
                             losses["tri_labeler_frame_bce"] + losses["tri_labeler_clip_bce"],
@@ -127,9 +128,10 @@ def main() -> None:
     if probe_file.is_file():
         probes = json.loads(probe_file.read_text())
     else:
+        seed = args.seeds[0]
         probes = {
-            "mean (default)": gradient_probe(data, args.seeds[0], args.overrides),
-            "sum_per_unit (old)": gradient_probe(data, args.seeds[0], [*OLD_OMEGA, *args.overrides]),
+            "mean (default)": gradient_probe(data, seed, args.overrides),
+            "sum_per_unit (old)": gradient_probe(data, seed, [*OLD_OMEGA, *args.overrides]),
         }
         root.mkdir(parents=True, exist_ok=True)
         probe_file.write_text(json.dumps(probes, indent=2))
@@ -166,21 +168,15 @@ def main() -> None:
                 f"{r['ft_bce']:.3f} | {r['grad_ft_bce_model']:.3f} |"
             )
     lines += ["", "| variant | epoch | " + " | ".join(CURVES) + " |", "|---|---|" + "---|" * 3]
-    records = {
-        name: {s: curves(root / name / f"seed{s}") for s in args.seeds} for name in VARIANTS
-    }
+    records = {name: {s: curves(root / name / f"seed{s}") for s in args.seeds} for name in VARIANTS}
     for name in VARIANTS:
         for epoch in range(1, args.epochs + 1):
-            cells = [
-                mean_std([records[name][s][epoch - 1][m] for s in args.seeds]) for m in CURVES
-            ]
+            cells = [mean_std([records[name][s][epoch - 1][m] for s in args.seeds]) for m in CURVES]
             lines.append(f"| {name} | {epoch} | " + " | ".join(cells) + " |")
     lines += ["", f"Paired differences from the baseline at epoch {args.epochs} (per seed):", ""]
     for name in list(VARIANTS)[1:]:
         for m in CURVES:
-            diffs = [
-                records[name][s][-1][m] - records["baseline"][s][-1][m] for s in args.seeds
-            ]
+            diffs = [records[name][s][-1][m] - records["baseline"][s][-1][m] for s in args.seeds]
             ups = sum(d > 0 for d in diffs)
             lines.append(
                 f"- {name}, {m}: {mean_std(diffs)} ({', '.join(f'{d:+.3f}' for d in diffs)}; "
