@@ -23,78 +23,23 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reproduction import train  # noqa: E402
+from reproduction import SED_METRICS, mean_std, score_split, sedkit_cli, train  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPE = ROOT / "recipes/dcase2019_task4/baseline.yaml"
-METRICS = ("event_f1_macro", "segment_f1_macro", "psds1", "psds2")
+METRICS = SED_METRICS
 CONFIGS = {
     "synthetic_only": ["data.params.stream_proportions=[1.0, 0.0, 0.0]"],
     "baseline": [],
     "oracle": ["data.params.oracle_labels=true"],
 }
-#: (split name, audio folder, ground truth, durations), relative to the data root.
-SPLITS = {
-    "eval": ("audio/eval/public", "metadata/eval/public.tsv", "metadata/eval/public_durations.tsv"),
-    "eval_synthetic": (
-        "audio/eval/synthetic",
-        "metadata/eval/synthetic.tsv",
-        "metadata/eval/synthetic_durations.tsv",
-    ),
-}
 TARGETS = {"G1": 0.10, "G2": 0.10}
-
-
-def sedkit(*args: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "sedkit.cli", *args], capture_output=True, text=True
-    )
-    if result.returncode != 0:
-        raise SystemExit(f"sedkit {' '.join(args)} failed:\n{result.stderr}")
-    return result.stdout
-
-
-def score_split(run_dir: Path, data: Path, split: str) -> dict[str, float]:
-    """The run's best checkpoint on one split: F1 at 0.5 and PSDS over 25 thresholds."""
-    out = run_dir / "scores" / split
-    cached = out / "metrics.json"
-    if cached.is_file():
-        return json.loads(cached.read_text())
-    audio, ground_truth, durations = (data / part for part in SPLITS[split])
-    thresholds = [f"{i / 50:.2f}" for i in range(1, 50, 2)]  # 0.02 ... 0.98, 0.5 excluded
-    detections = out / "detections"
-    sedkit("predict", str(run_dir), str(audio), "--thresholds", *thresholds,
-           "-o", str(detections), "--overwrite")  # fmt: skip
-    metrics = json.loads(
-        sedkit(
-            "score",
-            "--ref",
-            str(ground_truth),
-            "--est",
-            str(detections),
-            "--meta",
-            str(durations),
-            "--threshold",
-            "0.5",
-            "--json",
-        )  # fmt: skip
-    )
-    picked = {m: float(metrics[m]) for m in METRICS if isinstance(metrics.get(m), int | float)}
-    cached.write_text(json.dumps(picked, indent=2))
-    return picked
-
-
-def mean_std(values: list[float]) -> str:
-    if len(values) == 1:
-        return f"{values[0]:.3f}"
-    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
 
 
 def main() -> None:
@@ -109,7 +54,7 @@ def main() -> None:
     args = parser.parse_args()
     data, root = Path(args.data).resolve(), Path(args.root)
     if not (data / "dataset_card.json").is_file():
-        sedkit("synth", "desed", str(data))
+        sedkit_cli("synth", "desed", str(data))
     jobs = [(config, seed) for seed in args.seeds for config in CONFIGS]
 
     def run(job: tuple[str, int]) -> str:

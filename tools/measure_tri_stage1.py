@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from reproduction import train  # noqa: E402
+from reproduction import epoch_records, mean_std, train  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPES = ROOT / "recipes/dcase2019_task4"
@@ -100,17 +99,6 @@ def gradient_probe(data: Path, seed: int, overrides: list[str]) -> list[dict[str
     return rows
 
 
-def curves(run_dir: Path) -> list[dict]:
-    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    return [json.loads(line) for line in lines if line.strip()]
-
-
-def mean_std(values: list[float]) -> str:
-    if len(values) == 1:
-        return f"{values[0]:.3f}"
-    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="data/dcase2019")
@@ -168,7 +156,9 @@ def main() -> None:
                 f"{r['ft_bce']:.3f} | {r['grad_ft_bce_model']:.3f} |"
             )
     lines += ["", "| variant | epoch | " + " | ".join(CURVES) + " |", "|---|---|" + "---|" * 3]
-    records = {name: {s: curves(root / name / f"seed{s}") for s in args.seeds} for name in VARIANTS}
+    records = {
+        name: {s: epoch_records(root / name / f"seed{s}") for s in args.seeds} for name in VARIANTS
+    }
     for name in VARIANTS:
         for epoch in range(1, args.epochs + 1):
             cells = [mean_std([records[name][s][epoch - 1][m] for s in args.seeds]) for m in CURVES]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -40,3 +41,76 @@ def train(name: str, run_dir: Path, recipe: Path, overrides: Sequence[str], thre
     )
     status = "ok" if result.returncode == 0 else f"FAILED ({result.stderr.strip()[-300:]})"
     return f"{name}: {status} in {time.time() - started:.0f} s"
+
+
+#: Metrics of a SED run scored on a held-out split.
+SED_METRICS = ("event_f1_macro", "segment_f1_macro", "psds1", "psds2")
+#: DESED-layout splits for reporting: (audio folder, ground truth, durations) under the data root.
+SED_SPLITS = {
+    "eval": ("audio/eval/public", "metadata/eval/public.tsv", "metadata/eval/public_durations.tsv"),
+    "eval_synthetic": (
+        "audio/eval/synthetic",
+        "metadata/eval/synthetic.tsv",
+        "metadata/eval/synthetic_durations.tsv",
+    ),
+    "validation": (
+        "audio/validation",
+        "metadata/validation/validation.tsv",
+        "metadata/validation/validation_durations.tsv",
+    ),
+}
+
+
+def sedkit_cli(*args: str) -> str:
+    """Run ``sedkit ARGS`` in this interpreter; its standard output, or exit with its error."""
+    result = subprocess.run(
+        [sys.executable, "-m", "sedkit.cli", *args], capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        raise SystemExit(f"sedkit {' '.join(args)} failed:\n{result.stderr}")
+    return result.stdout
+
+
+def score_split(run_dir: Path, data_root: Path, split: str) -> dict[str, float]:
+    """A finished run's best checkpoint (selected on validation) scored on ``split``: F1 at the
+    0.5 threshold and PSDS over 25 thresholds (0.02 ... 0.98), by `sedkit predict` + `sedkit
+    score`. Cached in ``RUN_DIR/scores/SPLIT/metrics.json``."""
+    out = run_dir / "scores" / split
+    cached = out / "metrics.json"
+    if cached.is_file():
+        return json.loads(cached.read_text())
+    audio, ground_truth, durations = (data_root / part for part in SED_SPLITS[split])
+    thresholds = [f"{i / 50:.2f}" for i in range(1, 50, 2)]  # includes 0.50
+    detections = out / "detections"
+    sedkit_cli("predict", str(run_dir), str(audio), "--thresholds", *thresholds,
+               "-o", str(detections), "--overwrite")  # fmt: skip
+    metrics = json.loads(
+        sedkit_cli(
+            "score",
+            "--ref",
+            str(ground_truth),
+            "--est",
+            str(detections),
+            "--meta",
+            str(durations),
+            "--threshold",
+            "0.5",
+            "--json",
+        )  # fmt: skip
+    )
+    picked = {m: float(metrics[m]) for m in SED_METRICS if isinstance(metrics.get(m), int | float)}
+    cached.write_text(json.dumps(picked, indent=2))
+    return picked
+
+
+def mean_std(values: Sequence[float]) -> str:
+    """``mean ± std`` over seeds (the value alone for one seed)."""
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+
+
+def epoch_records(run_dir: Path) -> list[dict]:
+    """The run's ``metrics.jsonl``, one dict per epoch."""
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines if line.strip()]

@@ -1,0 +1,39 @@
+"""The Table 1 family's tools: diagnostics read from metrics.jsonl, split scoring paths, the
+recipes they run."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def test_table1_diagnostics_pick_the_right_epochs(load_tool):
+    table1 = load_tool("reproduce_table1")
+    records = [
+        {"tri_omega": 0.09, "domain_balanced_accuracy": 0.5},
+        {"tri_omega": 0.07, "domain_balanced_accuracy": 0.6},
+        {"tri_clip_precision": 0.8, "domain_balanced_accuracy": 0.7},
+        {"tri_clip_precision": 0.9, "domain_balanced_accuracy": 0.8},
+    ]
+    assert table1.diagnostic(records, "tri_clip_precision", "first") == 0.8  # stage 2 starts
+    assert table1.diagnostic(records, "tri_omega", "last") == 0.07  # end of stage 1
+    assert table1.diagnostic(records, "domain_balanced_accuracy", "last5") == pytest.approx(0.65)
+    assert table1.diagnostic(records, "tri_frame_recall", "first") is None
+    assert set(table1.PAPER) >= {"baseline", "adv_time_tri", "mean_teacher"}
+
+
+def test_every_table1_variant_has_a_recipe(load_tool):
+    table1 = load_tool("reproduce_table1")
+    for variant in table1.PAPER:
+        assert (table1.RECIPES / f"{variant}.yaml").is_file(), variant
+
+
+def test_headroom_configs_and_split_paths(load_tool):
+    headroom = load_tool("measure_headroom")
+    reproduction = load_tool("reproduction")
+    assert headroom.CONFIGS["oracle"] == ["data.params.oracle_labels=true"]
+    assert headroom.CONFIGS["synthetic_only"] == ["data.params.stream_proportions=[1.0, 0.0, 0.0]"]
+    assert headroom.TARGETS == {"G1": 0.10, "G2": 0.10}
+    # The splits the generator writes (tests/data/test_desed_synth.py checks the files).
+    assert reproduction.SED_SPLITS["eval"][1] == "metadata/eval/public.tsv"
+    assert reproduction.mean_std([0.25]) == "0.250"
+    assert reproduction.mean_std([0.2, 0.4]) == "0.300 ± 0.141"
