@@ -1234,9 +1234,10 @@ def _card_markdown(card: dict) -> str:
         "",
         "## Domain shift",
         "",
-        "The synthetic domain is clean; the real domain (weak, unlabeled, validation) uses other "
-        "backgrounds, shifted source parameters, room reverberation, device colouring and other "
-        "levels. Settings:",
+        "The synthetic domain is clean; the real domain (weak, unlabeled, validation, eval) uses "
+        "other backgrounds, shifted source parameters, room reverberation (labels cover the "
+        "audible tail), device colouring, other levels, the class prior of DESED's validation set "
+        "and unlabeled non-target sounds. Settings:",
         "",
         "```json",
         json.dumps(card["domain_shift"], indent=2),
