@@ -177,6 +177,21 @@ def test_multi_label_check_and_mask_levels():
     assert y.tolist() == [[0.0, 0.0, 1.0]] and kept.tolist() == [[False, True, True]]
 
 
+def test_multi_label_bce_from_bf16_logits_keeps_a_gradient():
+    """A confident wrong strong-view output (logit 9: p rounds to 1.0 in bf16) still gets the
+    gradient ~1 of BCE-with-logits in float32, not loss 100 with zero gradient."""
+    from sedkit_plugins.pseudo_labelers.fixmatch import masked_mean_bce
+
+    weight = torch.full((1, 2), 9.0, requires_grad=True)
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        logits = torch.ones(1, 1) @ weight  # [1, 2] in bf16
+        assert logits.dtype == torch.bfloat16 and float(torch.sigmoid(logits)[0, 0]) == 1.0
+        loss = masked_mean_bce(logits, torch.zeros(1, 2), torch.ones(1, 2), torch.ones(1))
+    assert loss.dtype == torch.float32 and loss.item() == pytest.approx(9.0, abs=0.05)
+    loss.backward()
+    assert weight.grad[0].tolist() == pytest.approx([0.5, 0.5], abs=0.01)  # mean of 2 entries
+
+
 def test_multi_label_component_loss_per_class_and_per_clip():
     """p = [.8, .3, .76], tau .75: per-class BCE of kept entries over all 3 entries; per clip 0;
     a clip with clip labels gets no pseudo-label."""

@@ -114,6 +114,28 @@ def test_omega_scale_at_initialisation_is_width_free() -> None:
         )
 
 
+def test_labelers_bce_under_bf16_keeps_a_gradient_for_confident_wrong_outputs() -> None:
+    torch.manual_seed(0)
+    model = tiny_model()
+    tri = labeler_for(model, dropout=0.0)
+    for labeler in tri.labelers:
+        with torch.no_grad():
+            labeler.frame_head.weight.zero_()
+            labeler.frame_head.bias.fill_(12.0)  # p rounds to 1.0 in bf16; every label is 0
+    frames = model.output_frames(FRAMES)
+    batch = mixed_batch(frames)
+    batch.strong.zero_()
+    batch.weak.zero_()
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        step = step_for(model, torch.randn(4, MELS, FRAMES), batch, 1, "stage1")
+        losses = tri.loss(step)
+    frame = losses["tri_labeler_frame_bce"]
+    assert frame.dtype == torch.float32 and 2 * 11.0 < float(frame.detach()) < 2 * 13.0
+    frame.backward()
+    for labeler in tri.labelers:
+        assert (labeler.frame_head.bias.grad > 0.3).all()  # 1/3 per class: mean over 3
+
+
 def test_labelers_wider_than_half_of_h_are_refused() -> None:
     model = tiny_model()  # D = 16
     with pytest.raises(UserError, match=r"pseudo_labeler.params.hidden: 2 x 9 > 16"):
