@@ -40,15 +40,6 @@ def plugins():
     return Plugins.load(builtins_only=True, disabled={"reporting"})
 
 
-@pytest.fixture(scope="module")
-def tiny_desed(tmp_path_factory):
-    from sedkit_plugins.data.desed_synth import synthesize
-
-    root = tmp_path_factory.mktemp("desed") / "data"
-    synthesize(root, preset="tiny", seed=0)
-    return root
-
-
 def test_every_table1_variant_and_both_bases_are_there():
     assert {p.stem for p in RECIPES} == {*TABLE1, "base", "base_dcase2020"}
 
@@ -89,8 +80,8 @@ def test_recipes_ask_for_the_papers_setting(path, plugins):
 
 
 @pytest.mark.parametrize("name", [*TABLE1, "base_dcase2020"])
-def test_one_epoch_smoke_run_on_the_embedded_tiny_data(name, plugins, tiny_desed, tmp_path):
-    overrides = [*SMOKE, f"data.params.root={tiny_desed}", f"run.root={tmp_path}"]
+def test_one_epoch_smoke_run_on_the_embedded_tiny_data(name, plugins, tiny_desed_tree, tmp_path):
+    overrides = [*SMOKE, f"data.params.root={tiny_desed_tree}", f"run.root={tmp_path}"]
     if "tri" in name:
         overrides.append("pseudo_labeler.params.stage1_epochs=0")  # stage 2 in the one epoch
     run_dir = tmp_path / "run"
