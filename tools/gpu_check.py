@@ -20,7 +20,7 @@ Sections, each recorded as pass/fail with its figures; a failing section never s
 
 The data is the embedded tiny DESED-like set (``--data``; synthesized when absent, which needs
 scaper): its 4 s clips are padded to 10 s for the paper-scale step, so every tensor has the
-shape of real DESED at the paper's front end. ``tools/gpu_bundle.sh`` packs this data, sedkit
+shape of real DESED at the paper's front end. ``tools/gpu_bundle.py`` packs this data, sedkit
 and its wheels for a GPU machine without a package registry.
 """
 
@@ -52,22 +52,37 @@ GPU_BUSY_TARGET = 0.90
 HOW_TO = """\
 ## How to run the GPU check
 
-On a machine with network access, in the sedkit checkout (after `bash tools/install.sh`):
+The GPU machine has torch 2.11.0+cu130 and torchaudio 2.11.0 and reaches no package registry, so
+sedkit travels as a bundle. Here, in the checkout (after `bash tools/install.sh`):
 
 ```bash
-bash tools/gpu_bundle.sh            # -> build/gpu_bundle/ (sedkit wheel, dependency wheels, data)
+.venv/bin/python tools/gpu_bundle.py   # ~1 min: build/gpu_bundle (sedkit wheel, data, install.sh,
+                                       # wheels) and build/gpu_bundle_2 (more wheels), < 60 MiB each
 ```
 
-Carry the checkout with `build/gpu_bundle` to the GPU machine (torch and torchaudio
-preinstalled, no registry needed) and there, in the checkout:
+The device tool carries at most 64 MiB of ignored paths per command, so the two folders go in
+two commands on one warm machine (what a command leaves under `build/` stays for the next):
+
+1. carry `build/gpu_bundle_2`; command: `python3 -V && nvidia-smi -L` (the bundle's wheels are
+   for the Python that built it: rebuild with `--python-version X.Y` if the machine differs);
+2. carry `build/gpu_bundle`; command (about 1 min of install, then at most 8 min; no section
+   starts after `--budget` seconds, 420 by default); copy `$OUT/gpu.md` back to `docs/gpu.md`:
+
+   ```bash
+   bash build/gpu_bundle/install.sh &&
+       build/gpu_venv/bin/python tools/gpu_check.py --out $OUT/gpu.md
+   ```
+
+`install.sh` makes `build/gpu_venv` with `--system-site-packages` (the machine's torch) and
+installs the wheels with `pip install --no-index --no-deps`; it stops with one line when a part
+is missing or the Python version differs. Tested offline on the CPU machine: a venv that sees
+only torch and its own dependencies, the bundle installed with no index, then the CPU dry run:
 
 ```bash
-bash build/gpu_bundle/install.sh    # offline: a venv that sees the system torch + the wheels
-build/gpu_venv/bin/python tools/gpu_check.py   # <= 8 minutes; rewrites docs/gpu.md
+.venv/bin/python tools/gpu_check.py --device cpu --tiny --out /tmp/gpu.md   # about 1 min
 ```
 
-`python tools/gpu_check.py --device cpu --tiny --out /tmp/gpu.md` runs the same code paths on a
-CPU in about a minute (the test suite does this: `tests/engine/test_gpu_check.py`).
+runs every section on the CPU (a test does this: `tests/engine/test_gpu_check.py`).
 """
 
 
@@ -468,7 +483,7 @@ def check_ddp(s: Settings, section: Section) -> None:
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}",
         __file__, "--ddp-worker", str(run_dir), "--device", s.device, "--data", str(s.data),
-        "--work", str(s.work), *(["--tiny"] if s.tiny else []),
+        "--work", str(s.work), "--batch", str(s.batch), *(["--tiny"] if s.tiny else []),
     ]  # fmt: skip
     if not run_command(cmd, s, section, "torchrun"):
         return
@@ -503,10 +518,10 @@ def ddp_worker(run_dir: Path, s: Settings) -> None:
     from sedkit.recipe import load_recipe
     from sedkit.trainer import Trainer
 
+    if s.cuda:  # before the group: NCCL binds each rank to the current device
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     dist.init_process_group("nccl" if s.cuda else "gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
-    if s.cuda:
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     plugins = Plugins.load(builtins_only=True, disabled={"reporting"})
     loaded = load_recipe(
         PAPER / "adv_time_tri.yaml", s.run_overrides(run_dir.parent), plugins=plugins
@@ -648,9 +663,9 @@ def settings(args: argparse.Namespace) -> Settings:
         tiny=tiny,
         work=work,
         data=data,
-        batch=4 if tiny else 48,
+        batch=args.batch or (4 if tiny else 48),
         warmup=1 if tiny else 5,
-        steps=2 if tiny else 40,
+        steps=args.steps or (2 if tiny else 40),
         workers=0 if tiny else 4,
         run_batches=2 if tiny else 8,
         timeout=args.timeout,
@@ -668,6 +683,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--budget", type=int, default=420, help="seconds after which no new section starts"
     )
+    parser.add_argument("--batch", type=int, help="batch of the timed steps (default 48)")
+    parser.add_argument("--steps", type=int, help="timed steps per configuration (default 40)")
     parser.add_argument("--ddp-worker", metavar="RUN_DIR", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     s = settings(args)
@@ -707,8 +724,11 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render(s, sections, time.time() - started) + "\n")
     failed = [x.title for x in sections if x.ok is False]
-    print(f"[gpu_check] wrote {out}; {'failed: ' + ', '.join(failed) if failed else 'all passed'}")
-    return 1 if failed else 0
+    skipped = [x.title for x in sections if x.ok is None]
+    groups = (("failed", failed), ("skipped", skipped))
+    summary = "; ".join(f"{what}: {', '.join(titles)}" for what, titles in groups if titles)
+    print(f"[gpu_check] wrote {out}; {summary or 'all passed'}")
+    return 1 if failed or skipped else 0
 
 
 if __name__ == "__main__":
