@@ -33,6 +33,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import signal
 import statistics
 import subprocess
@@ -463,7 +464,7 @@ def check_run_resume_predict(s: Settings, section: Section) -> None:
     if diff > 1e-3:
         section.fail(f"resumed run ends {diff:.3g} away from the uninterrupted one")
 
-    out = s.work / "predictions.tsv"
+    out = runs / "predictions.tsv"
     audio = s.data / "audio" / "validation"
     cmd = [*sedkit, "predict", str(whole), str(audio), "-o", str(out), "--device", s.device]
     if run_command(cmd, s, section, "sedkit predict"):
@@ -691,6 +692,8 @@ def main(argv: list[str] | None = None) -> int:
         ddp_worker(Path(args.ddp_worker), s)
         return 0
     s.work.mkdir(parents=True, exist_ok=True)
+    for previous in ("runs", "steps"):  # a new run directory each time; the cache is kept
+        shutil.rmtree(s.work / previous, ignore_errors=True)
     started = time.time()
     timings: dict[str, StepTiming] = {}
     plan: list[tuple[str, Callable[[Settings, Section], None]]] = [

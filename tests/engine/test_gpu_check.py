@@ -8,8 +8,12 @@ import re
 
 def test_cpu_dry_run_passes_every_section(load_tool, tiny_desed_tree, tmp_path):
     check = load_tool("gpu_check")
-    out = tmp_path / "gpu.md"
-    argv = ["--device", "cpu", "--tiny", "--out", str(out), "--work", str(tmp_path / "work")]
+    out, work = tmp_path / "gpu.md", tmp_path / "work"
+    previous = work / "runs" / "whole"  # a former check's run: the check starts afresh
+    previous.mkdir(parents=True)
+    (previous / "metrics.json").write_text("{}")
+    (work / "runs" / "predictions.tsv").write_text("filename\n")
+    argv = ["--device", "cpu", "--tiny", "--out", str(out), "--work", str(work)]
     assert check.main([*argv, "--data", str(tiny_desed_tree)]) == 0
     text = out.read_text()
     assert "No GPU was at hand" in text and "## How to run the GPU check" in text
