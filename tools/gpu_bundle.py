@@ -87,16 +87,28 @@ for part in {parts}; do
     finds+=(--find-links "$ROOT/build/$part/wheels")
 done
 if [ ! -x "$VENV/bin/python" ]; then
-    "$PYTHON" -m venv --system-site-packages "$VENV"
+    # Without ensurepip (Debian without python3-venv) the venv gets no pip of its own and
+    # $PYTHON's pip installs into it (--python, pip >= 22.3).
+    "$PYTHON" -m venv --system-site-packages "$VENV" 2>/dev/null ||
+        "$PYTHON" -m venv --system-site-packages --without-pip "$VENV"
+fi
+if ! "$VENV/bin/python" -c 'import torch, torchaudio' 2>/dev/null; then
+    # $PYTHON is itself a venv: --system-site-packages shows its base, not its torch.
+    "$PYTHON" -c 'import site; print("\\n".join(site.getsitepackages()))' \\
+        > "$("$VENV/bin/python" -c 'import site; print(site.getsitepackages()[0])')/_gpu_torch.pth"
 fi
 if ! "$VENV/bin/python" -c 'import torch, torchaudio' 2>/dev/null; then
     echo "install.sh: torch and torchaudio are not importable in $VENV" \\
         "(they must come with $PYTHON)" >&2
     exit 2
 fi
-"$VENV/bin/python" -m pip install --quiet --no-index --no-deps "${{finds[@]}}" \\
-    -r "$HERE/requirements.txt"
-"$VENV/bin/python" -m pip install --quiet --no-index --no-deps "$HERE"/{sedkit_wheel}
+if "$VENV/bin/python" -m pip --version >/dev/null 2>&1; then
+    pip=("$VENV/bin/python" -m pip)
+else
+    pip=("$PYTHON" -m pip --python "$VENV/bin/python")
+fi
+"${{pip[@]}}" install --quiet --no-index --no-deps "${{finds[@]}}" -r "$HERE/requirements.txt"
+"${{pip[@]}}" install --quiet --no-index --no-deps "$HERE"/{sedkit_wheel}
 "$VENV/bin/python" -c 'import torch, sedkit, sed_eval, psds_eval
 print("sedkit", sedkit.__version__, "torch", torch.__version__,
       "cuda", torch.cuda.is_available())'

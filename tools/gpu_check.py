@@ -252,7 +252,8 @@ def check_environment(s: Settings, section: Section) -> None:
     section.figure("compute capability", f"{props.major}.{props.minor}")
     section.figure("CUDA (torch build)", torch.version.cuda)
     section.figure("cuDNN", torch.backends.cudnn.version())
-    section.figure("NCCL", ".".join(map(str, torch.cuda.nccl.version())))
+    nccl = torch.cuda.nccl.version()  # a tuple in recent torch, an int in older ones
+    section.figure("NCCL", ".".join(map(str, nccl)) if isinstance(nccl, tuple) else nccl)
     section.figure("bf16 supported", torch.cuda.is_bf16_supported())
     section.figure("TF32 matmul / cuDNN", f"{torch.backends.cuda.matmul.allow_tf32} / "
                    f"{torch.backends.cudnn.allow_tf32}")  # fmt: skip
