@@ -131,11 +131,13 @@ class Settings:
     def cuda(self) -> bool:
         return self.device == "cuda"
 
-    def model_overrides(self) -> list[str]:
-        """Tiny mode shrinks the CRNN; the GPU check runs it at the paper's size."""
+    def model_overrides(self, recipe: str) -> list[str]:
+        """Tiny mode shrinks the CRNN (and the tri-training labelers, whose width must stay at
+        most half of the CRNN's features); the GPU check runs them at the paper's size."""
         if not self.tiny:
             return []
-        return ["model.params.filters=[4, 4, 4, 4, 4, 4, 4]", "model.params.rnn_hidden=8"]
+        tiny = ["model.params.filters=[4, 4, 4, 4, 4, 4, 4]", "model.params.rnn_hidden=8"]
+        return [*tiny, "pseudo_labeler.params.hidden=8"] if "tri" in recipe else tiny
 
     def run_overrides(self, run_root: Path) -> list[str]:
         """The 2-epoch tiny run: the paper's best system on the tiny data's 4 s clips."""
@@ -153,7 +155,7 @@ class Settings:
             "trainer.progress_bar=false",
             f"decoding.psds_thresholds={3 if self.tiny else 10}",
             f"run.root={run_root}",
-            *self.model_overrides(),
+            *self.model_overrides("adv_time_tri"),
         ]
 
 
@@ -297,7 +299,7 @@ def build_trainer(s: Settings, recipe: str, amp: str, cache: bool, name: str):
         f"trainer.device={s.device}",
         f"trainer.amp={amp}",
         "trainer.progress_bar=false",
-        *s.model_overrides(),
+        *s.model_overrides(recipe),
     ]
     plugins = Plugins.load(builtins_only=True, disabled={"reporting"})
     loaded = load_recipe(PAPER / f"{recipe}.yaml", overrides, plugins=plugins)

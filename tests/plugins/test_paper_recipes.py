@@ -84,6 +84,7 @@ def test_one_epoch_smoke_run_on_the_embedded_tiny_data(name, plugins, tiny_desed
     overrides = [*SMOKE, f"data.params.root={tiny_desed_tree}", f"run.root={tmp_path}"]
     if "tri" in name:
         overrides.append("pseudo_labeler.params.stage1_epochs=0")  # stage 2 in the one epoch
+        overrides.append("pseudo_labeler.params.hidden=8")  # 2 x hidden <= D = 2 x rnn_hidden
     run_dir = tmp_path / "run"
     assert start_run(PAPER / f"{name}.yaml", overrides, plugins=plugins, run_dir=str(run_dir)) == 0
     final = json.loads((run_dir / "metrics.json").read_text())
