@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Literal
 
 from sedkit.components import Command
 from sedkit.errors import UserError
+from sedkit.outputs import check_output
 from sedkit_plugins.reporting.rundata import RunRecord, find_run_dirs, read_run
 
 if TYPE_CHECKING:
@@ -202,6 +203,7 @@ class ShowCommand(Command):
         )
         parser.add_argument("--checkpoint", default="best", choices=["best", "last"])
         parser.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
+        parser.add_argument("--overwrite", action="store_true", help="replace an existing -o")
 
     @classmethod
     def run(cls, args: argparse.Namespace) -> int:
@@ -214,6 +216,7 @@ class ShowCommand(Command):
             plugins=get_plugins(),
             checkpoint=args.checkpoint,
             device=args.device,
+            overwrite=args.overwrite,
         )
         print(path)
         return 0
@@ -227,14 +230,19 @@ def show_clip(
     plugins: Plugins,
     checkpoint: str = "best",
     device: str = "cpu",
+    overwrite: bool = False,
 ) -> Path:
-    """Write the detection view of ``clip`` from the run in ``run_dir``; returns the PNG."""
+    """Write the detection view of ``clip`` from the run in ``run_dir``; returns the PNG.
+    An ``output`` the user named is never replaced without ``overwrite`` (the default one,
+    in the run's own plots folder, is redrawn)."""
     from sedkit.trained_run import load_trained_run
     from sedkit_plugins.reporting.detection import render_clip
 
     read_run(run_dir)  # a clear error for a path that is not a run directory
     if output is not None and output.suffix.lower() != ".png":
         raise UserError(f"{output}: the detection view is written as PNG (use a .png name)")
+    if output is not None:
+        check_output(output, overwrite=overwrite)
     trained = load_trained_run(run_dir, plugins=plugins, checkpoint=checkpoint, device=device)
     target = output or run_dir / "plots" / "detection" / f"{Path(clip).stem}.png"
     return render_clip(trained, clip, target)
