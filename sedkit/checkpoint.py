@@ -143,17 +143,18 @@ def load_checkpoint(
         if sha256 is not None:
             raise CheckpointMismatchError(f"{path}: the run recorded this checkpoint; it is gone")
         raise UserError(f"{path}: checkpoint not found")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # corrupt file, or one holding pickled objects
+        raise UserError(
+            f"{path}: not a loadable sedkit checkpoint ({type(exc).__name__}: {exc})"
+        ) from None
     if sha256 is not None and file_digest(path) != sha256:
         raise CheckpointMismatchError(
             f"{path}: not the checkpoint the run recorded (SHA-256 differs); "
             "it was changed outside sedkit"
         )
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:  # corrupt file, or one holding pickled objects
-        raise UserError(
-            f"{path}: not a loadable sedkit checkpoint ({type(exc).__name__}: {exc})"
-        ) from None
+    return state
 
 
 def commit_epoch(

@@ -154,7 +154,6 @@ class SynthCommand(Command):
         parser.add_argument("out_dir")
         parser.add_argument("--preset", default="default")
         parser.add_argument("--seed", type=int, default=0)
-        parser.add_argument("--force", action="store_true", help="write into a non-empty OUT_DIR")
 
     @classmethod
     def run(cls, args: argparse.Namespace) -> int:
@@ -172,8 +171,8 @@ class SynthCommand(Command):
         out = Path(args.out_dir)
         if out.exists() and not out.is_dir():
             raise UserError(f"{out}: is a file; give a folder to synthesize into")
-        if out.exists() and any(out.iterdir()) and not args.force:
-            raise UserError(f"{out}: exists and is not empty (use --force to write into it)")
+        if out.exists() and any(out.iterdir()):  # a dataset is built whole or not at all
+            raise UserError(f"{out}: exists and is not empty; choose another folder")
         started = time.time()
         card = data_cls.synthesize(out, preset=args.preset, seed=args.seed, log=log)
         log.info(

@@ -94,7 +94,9 @@ def test_resume_from_every_write_boundary_equals_the_uninterrupted_run(
         if final != ref_final or epochs != ref_epochs:
             differences.append("metrics")
         outcomes[label] = f"DIFFERENT: {differences}" if differences else "equal"
-        leftovers = [p.name for p in (copy / "checkpoints").iterdir() if p.name not in (LAST, BEST)]
+        leftovers = [p.name for p in copy.glob(".*.tmp")] + [
+            p.name for p in (copy / "checkpoints").iterdir() if p.name not in (LAST, BEST)
+        ]
         if leftovers:
             outcomes[label] = f"left {leftovers}"
     bad = {k: v for k, v in outcomes.items() if v not in ("equal", "refused before the run began")}
@@ -124,3 +126,22 @@ def test_final_evaluation_refuses_a_best_checkpoint_that_is_not_the_recorded_one
     with pytest.raises(CheckpointMismatchError, match="best.pt"):
         resume_run(run_dir, plugins=lean_plugins)
     assert not (run_dir / "metrics.json").exists()
+
+
+def test_predict_refuses_a_best_checkpoint_that_is_not_the_recorded_one(
+    interrupted_everywhere, run_cli, tmp_path
+):
+    reference, taken = interrupted_everywhere
+    early = next(copy for label, copy in taken if label.endswith(f"replaced-{BEST}"))
+    run_dir = Path(shutil.copytree(reference, tmp_path / "run"))
+    best = run_dir / "checkpoints" / BEST
+    shutil.copyfile(early / "checkpoints" / BEST, best)  # epoch 1's, loadable
+    clip = rs.write_wav(tmp_path / "clip.wav", rs.tone(0.5), rs.SR)
+    out = tmp_path / "out.tsv"
+    result = run_cli("predict", run_dir, clip, "-o", out)
+    rs.assert_one_line_error(result, f"{best}: not the checkpoint the run recorded")
+    assert not out.exists()
+    best.unlink()  # lost: predict must not fall back to last.pt as if it were the best
+    result = run_cli("predict", run_dir, clip, "-o", out)
+    rs.assert_one_line_error(result, f"{best}: the run recorded this checkpoint; it is gone")
+    assert run_cli("predict", run_dir, clip, "-o", out, "--checkpoint", "last").code == 0
