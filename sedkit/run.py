@@ -192,6 +192,11 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: value}
 
 
+#: Recipe keys whose values a checkpoint carries in its optimizer and scheduler state: changed
+#: on resume, they would be recorded but not used, so --allow-changed cannot accept them.
+CHECKPOINTED_KEYS = ("trainer.optimizer.", "trainer.scheduler.")
+
+
 def check_recipe_unchanged(
     path: Path, record: dict, resolved: dict[str, Any], allow_changed: list[str] | None
 ) -> dict[str, tuple[Any, Any]]:
@@ -223,6 +228,15 @@ def check_recipe_unchanged(
         raise UserError(
             f"--allow-changed {' '.join(unused)}: not changed in {path} "
             f"(changed: {', '.join(changes) or 'nothing'})"
+        )
+    frozen = [
+        k for k in changes if k.startswith(CHECKPOINTED_KEYS) and any(covered(k, a) for a in allow)
+    ]
+    if frozen:
+        raise UserError(
+            f"--allow-changed {' '.join(frozen)}: cannot take effect on resume (the optimizer "
+            f"and schedule state in checkpoints/{LAST} hold these values); restore them in "
+            f"{path}, or start a new run"
         )
     refused = {k: v for k, v in changes.items() if not any(covered(k, a) for a in allow)}
     if refused:

@@ -102,8 +102,11 @@ def test_resume_from_every_write_boundary_equals_the_uninterrupted_run(
     bad = {k: v for k, v in outcomes.items() if v not in ("equal", "refused before the run began")}
     assert not bad, bad
     refused = [k for k, v in outcomes.items() if v != "equal"]
-    # Only the boundaries before run.json first exists may be refused.
-    assert all("recipe" in k or "run.json" in k for k in refused), refused
+    # Exactly the boundaries before run.json first exists are refused (nothing to resume).
+    first_record = next(
+        i for i, (label, _) in enumerate(taken) if label.endswith("replaced-run.json")
+    )
+    assert refused == [label for label, _ in taken[:first_record]], refused
 
 
 def test_final_evaluation_refuses_a_best_checkpoint_that_is_not_the_recorded_one(

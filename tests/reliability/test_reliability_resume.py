@@ -180,3 +180,15 @@ def test_a_signal_marks_the_run_interrupted_and_it_resumes_to_the_same_result(
     ref = load_checkpoint(finished_run / "checkpoints" / "last.pt")["modules"]
     got = load_checkpoint(run_dir / "checkpoints" / "last.pt")["modules"]
     assert all(torch.equal(ref[k], got[k]) for k in ref)
+
+
+def test_allow_changed_refuses_keys_the_checkpoint_state_overrides(interrupted, run_cli):
+    """The saved optimizer holds the learning rate: a changed lr would be recorded as used
+    while the old one trains on."""
+    _edit_recipe(interrupted, **{"trainer.optimizer.lr": 0.1})
+    before = _folder_state(interrupted)
+    result = run_cli("run", "--resume", interrupted, "--allow-changed", "trainer.optimizer.lr")
+    rs.assert_one_line_error(
+        result, "--allow-changed trainer.optimizer.lr: cannot take effect on resume"
+    )
+    assert _folder_state(interrupted) == before

@@ -478,3 +478,30 @@ def test_run_with_classes_absent_from_validation_completes(
     result = run_cli_all_plugins("run", desed_recipe(desed_tree), "--run-dir", run_dir)
     assert result.code == 0 and "Traceback" not in result.err, result.err[-3000:]
     assert _status(run_dir) == "completed"
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "not an array"])
+def test_a_damaged_feature_cache_is_one_clear_error_naming_it(tmp_path, damage):
+    from sedkit.data.cache import fill_cache
+
+    path = fill_cache(tmp_path / "cache.npy", (4, 3, 5), [(range(4), torch.ones(4, 3, 5))])
+    data = path.read_bytes()
+    path.write_bytes(
+        {"truncated": data[: len(data) // 2], "empty": b"", "not an array": b"x" * 200}[damage]
+    )
+    with pytest.raises(UserError, match=f"^{path}: damaged feature cache .*; delete it to rebuild"):
+        CachedFeatures(path)
+
+
+# ------------------------------------------------------------------------ plugin switches
+def test_plugin_switches_say_what_they_do(monkeypatch, capsys, caplog):
+    """A misspelt SEDKIT_DISABLE_PLUGINS name is named; a component of a plugin not loaded
+    says so; SEDKIT_TRACE_HOOKS=1 prints one line per hook implementation called."""
+    monkeypatch.setenv("SEDKIT_DISABLE_PLUGINS", "reportng,crnn")
+    monkeypatch.setenv("SEDKIT_TRACE_HOOKS", "1")
+    with caplog.at_level("WARNING", logger="sedkit"):
+        plugins = Plugins.load(builtins_only=True)
+    assert "SEDKIT_DISABLE_PLUGINS: no installed plugin named reportng" in caplog.text
+    assert "[sedkit hooks] sedkit_register_models -> vgg" in capsys.readouterr().err
+    with pytest.raises(UserError, match="unknown model 'crnn'.*; not loaded: crnn"):
+        plugins.component("model", "crnn", key="model.name")
