@@ -192,3 +192,39 @@ def test_allow_changed_refuses_keys_the_checkpoint_state_overrides(interrupted, 
         result, "--allow-changed trainer.optimizer.lr: cannot take effect on resume"
     )
     assert _folder_state(interrupted) == before
+
+
+def test_a_lock_held_by_another_process_is_refused_and_released_when_it_dies(interrupted, run_cli):
+    """Two real processes, as in the issue (two --resume of one run both ran and interleaved
+    metrics.jsonl): the second is refused naming the first; once the first is killed (SIGKILL:
+    no clean-up), the kernel has dropped its lock and the run resumes."""
+    import subprocess
+    import sys
+
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\n"
+            "from sedkit.rundir import run_lock\n"
+            "with run_lock(sys.argv[1]):\n"
+            "    print('locked', flush=True)\n"
+            "    time.sleep(120)\n",
+            str(interrupted),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        before = _folder_state(interrupted)
+        result = run_cli("run", "--resume", interrupted)
+        rs.assert_one_line_error(
+            result, f"in use by process {holder.pid} on host {platform.node()}"
+        )
+        assert _folder_state(interrupted) == before
+    finally:
+        holder.kill()
+        holder.wait()
+    assert run_cli("run", "--resume", interrupted).code == 0
+    assert _record(interrupted)["status"] == "completed"
