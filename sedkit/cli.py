@@ -157,6 +157,8 @@ class SynthCommand(Command):
 
     @classmethod
     def run(cls, args: argparse.Namespace) -> int:
+        from sedkit.outputs import check_output
+
         check_number("--seed", args.seed, minimum=0, maximum=2**32 - 1)
         plugins = get_plugins()
         data_cls = plugins.component("data", args.dataset, key="synth")
@@ -169,8 +171,7 @@ class SynthCommand(Command):
                 f"(these can: {', '.join(synthesizable) or 'none'})"
             )
         out = Path(args.out_dir)
-        if out.exists() and not out.is_dir():
-            raise UserError(f"{out}: is a file; give a folder to synthesize into")
+        check_output(out, overwrite=True, what="folder")  # a file, or nowhere to write
         if out.exists() and any(out.iterdir()):  # a dataset is built whole or not at all
             raise UserError(f"{out}: exists and is not empty; choose another folder")
         started = time.time()

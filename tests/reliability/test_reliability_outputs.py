@@ -132,9 +132,13 @@ def test_a_run_root_that_cannot_be_made_is_one_line(work, run_cli, monkeypatch):
     _refused(result, work, before, "run.root: cannot create", "Read-only file system")
 
 
-def test_synth_into_a_file_is_one_line(work, run_cli):
+@pytest.mark.parametrize(
+    ("out", "message"),
+    [("plain_file", "plain_file: is a file; give a folder"), ("plain_file/new", "is a file")],
+)
+def test_synth_into_a_file_is_one_line(work, run_cli, out, message):
     before = _tree_state(work)
-    _refused(run_cli("synth", "desed", work / "plain_file"), work, before, "is a file")
+    _refused(run_cli("synth", "desed", work / out), work, before, message)
 
 
 # ------------------------------------------------------------------------ numeric options
