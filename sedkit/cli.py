@@ -17,11 +17,12 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import argparse  # noqa: E402
 import json
 import logging
+import math
 import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from sedkit import __version__
 from sedkit.components import Command
@@ -68,6 +69,12 @@ class RunCommand(Command):
         )
         parser.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
         parser.add_argument("--run-dir", metavar="DIR", help="explicit new run directory")
+        parser.add_argument(
+            "--allow-changed",
+            nargs="+",
+            metavar="KEY",
+            help="with --resume: accept these recipe keys changed since the run started",
+        )
 
     @classmethod
     def run(cls, args: argparse.Namespace) -> int:
@@ -76,8 +83,12 @@ class RunCommand(Command):
         if args.resume:
             if args.recipe or args.overrides:
                 raise UserError("--resume takes no recipe or overrides: the run's recipe is used")
-            result = resume_run(Path(args.resume), plugins=get_plugins())
+            result = resume_run(
+                Path(args.resume), plugins=get_plugins(), allow_changed=args.allow_changed
+            )
         else:
+            if args.allow_changed:
+                raise UserError("--allow-changed goes with --resume RUN_DIR")
             if not args.recipe:
                 raise UserError("run: give a recipe file (or --resume RUN_DIR)")
             result = start_run(
@@ -97,8 +108,10 @@ class ValidateCommand(Command):
     @classmethod
     def run(cls, args: argparse.Namespace) -> int:
         from sedkit.recipe import load_recipe
+        from sedkit.run import check_limits
 
         loaded = load_recipe(args.recipe, args.overrides, plugins=get_plugins())
+        check_limits(loaded)
         parts = ", ".join(
             f"{key}={loaded.resolved()[key]['name']}"
             if not key.startswith("callbacks[")
@@ -141,10 +154,12 @@ class SynthCommand(Command):
         parser.add_argument("out_dir")
         parser.add_argument("--preset", default="default")
         parser.add_argument("--seed", type=int, default=0)
-        parser.add_argument("--force", action="store_true", help="write into a non-empty OUT_DIR")
 
     @classmethod
     def run(cls, args: argparse.Namespace) -> int:
+        from sedkit.outputs import check_output
+
+        check_number("--seed", args.seed, minimum=0, maximum=2**32 - 1)
         plugins = get_plugins()
         data_cls = plugins.component("data", args.dataset, key="synth")
         synthesizable = [
@@ -156,8 +171,9 @@ class SynthCommand(Command):
                 f"(these can: {', '.join(synthesizable) or 'none'})"
             )
         out = Path(args.out_dir)
-        if out.exists() and any(out.iterdir()) and not args.force:
-            raise UserError(f"{out}: exists and is not empty (use --force to write into it)")
+        check_output(out, overwrite=True, what="folder")  # a file, or nowhere to write
+        if out.exists() and any(out.iterdir()):  # a dataset is built whole or not at all
+            raise UserError(f"{out}: exists and is not empty; choose another folder")
         started = time.time()
         card = data_cls.synthesize(out, preset=args.preset, seed=args.seed, log=log)
         log.info(
@@ -235,7 +251,27 @@ class PredictCommand(Command):
     def run(cls, args: argparse.Namespace) -> int:
         from sedkit.predict import predict_command
 
+        check_number("--batch-size", args.batch_size, minimum=1)
+        check_number("--mc-dropout", args.mc_dropout, minimum=0, maximum=10_000)
+        check_number("--median-filter", args.median_filter, minimum=0)
+        for value in [args.threshold, *(args.thresholds or [])]:
+            check_number("--threshold" if args.thresholds is None else "--thresholds", value,
+                         minimum=0, maximum=1)  # fmt: skip
         return predict_command(args, plugins=get_plugins())
+
+
+def check_number(
+    option: str, value: float | None, *, minimum: float | None = None, maximum: float | None = None
+) -> None:
+    """One clear line for a numeric option that is NaN, infinite or out of range."""
+    if value is None:
+        return
+    if not math.isfinite(value):
+        raise UserError(f"{option}: {value} is not a finite number")
+    if minimum is not None and value < minimum:
+        raise UserError(f"{option}: {value} is below the smallest allowed value, {minimum}")
+    if maximum is not None and value > maximum:
+        raise UserError(f"{option}: {value} is above the largest allowed value, {maximum}")
 
 
 BUILTIN_COMMANDS: dict[str, type[Command]] = {
@@ -261,8 +297,16 @@ def all_commands(plugins: Plugins) -> dict[str, type[Command]]:
     return commands
 
 
+class _Parser(argparse.ArgumentParser):
+    """Command-line mistakes (a bad number, an unknown option) as one ``sedkit: error:`` line
+    with exit code 2, like every other user error, instead of argparse's usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UserError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
 def build_parser(commands: dict[str, type[Command]]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sedkit", description="Sound event detection toolkit.")
+    parser = _Parser(prog="sedkit", description="Sound event detection toolkit.")
     parser.add_argument("--version", action="version", version=f"sedkit {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -290,9 +334,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"sedkit: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM during a run (exit 143)
         print("sedkit: interrupted", file=sys.stderr)
-        return 130
+        return getattr(exc, "exit_code", 130)
 
 
 def terminal_width() -> int:

@@ -87,7 +87,8 @@ class Plugins:
         self.pm.add_hookspecs(hookspecs)
         self.registries = {kind: Registry(kind) for kind in KINDS}
         self.plugins: list[PluginInfo] = []
-        if _env_flag("SEDKIT_TRACE_HOOKS"):
+        self.trace_hooks = _env_flag("SEDKIT_TRACE_HOOKS")
+        if self.trace_hooks:
             self.pm.trace.root.setwriter(lambda msg: sys.stderr.write(f"[sedkit hooks] {msg}"))
             self.pm.enable_tracing()
 
@@ -131,6 +132,13 @@ class Plugins:
                 self._fail(info, exc)
                 continue
             self._register(info, obj)
+        unknown = sorted(set(disabled) - {p.name for p in self.plugins})
+        if unknown:  # a misspelt name would otherwise leave the plugin loaded without a word
+            log.warning(
+                "SEDKIT_DISABLE_PLUGINS: no installed plugin named %s (installed: %s)",
+                ", ".join(unknown),
+                ", ".join(p.name for p in self.plugins),
+            )
         for name, obj in extra or []:
             info = PluginInfo(name, getattr(obj, "__name__", repr(obj)), "local", "-")
             self.plugins.append(info)
@@ -177,6 +185,7 @@ class Plugins:
                 if info is None or info.status != "loaded":
                     continue
                 pending: list[tuple[str, type]] = []
+                self._trace(hook_name, impl.plugin_name)
                 try:
                     impl.function(register=lambda name, c, _p=pending: _p.append((name, c)))
                 except Exception as exc:
@@ -210,7 +219,16 @@ class Plugins:
         if related:
             notes = "; ".join(p.describe_failure() for p in related)
             raise UserError(f"{key}: unknown {kind} {name!r}: {notes}")
-        registry.get(name, key=key)  # raises with a suggestion
+        disabled = [p.name for p in self.plugins if p.status in ("disabled", "skipped")]
+        try:
+            registry.get(name, key=key)  # raises with a suggestion
+        except UserError as exc:
+            if disabled:  # the plugin that provides it may be one not loaded on purpose
+                raise UserError(
+                    f"{exc}; not loaded: {', '.join(disabled)} (SEDKIT_DISABLE_PLUGINS, "
+                    "SEDKIT_BUILTINS_ONLY)"
+                ) from None
+            raise
         raise AssertionError("unreachable")
 
     def names(self, kind: str) -> list[str]:
@@ -219,6 +237,7 @@ class Plugins:
     # ---------------------------------------------------------------- lifecycle facade
     def _call(self, hook_name: str, **kwargs: Any) -> None:
         for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
+            self._trace(hook_name, impl.plugin_name)
             try:
                 impl.function(**{k: kwargs[k] for k in impl.argnames})
             except Exception as exc:
@@ -226,6 +245,12 @@ class Plugins:
                     f"plugin {impl.plugin_name!r} failed in {hook_name}: "
                     f"{type(exc).__name__}: {exc}"
                 ) from exc
+
+    def _trace(self, hook_name: str, plugin_name: str) -> None:
+        """With ``SEDKIT_TRACE_HOOKS=1``: one stderr line per hook implementation called (the
+        hooks are called one plugin at a time, outside pluggy's own tracing)."""
+        if self.trace_hooks:
+            sys.stderr.write(f"[sedkit hooks] {hook_name} -> {plugin_name}\n")
 
     def run_start(self, *, run_dir: Path, recipe: dict[str, Any], device: str) -> None:
         self._call("sedkit_run_start", run_dir=run_dir, recipe=recipe, device=device)

@@ -14,6 +14,7 @@ import torch
 from sedkit.data.audio import read_audio
 from sedkit.errors import UserError
 from sedkit.mc_dropout import mc_dropout_passes, mean_and_std
+from sedkit.outputs import check_output, write_output
 from sedkit.plugins import Plugins
 from sedkit.scoring import write_detections
 from sedkit.trained_run import TrainedRun, load_trained_run
@@ -59,8 +60,10 @@ def predict_command(args: argparse.Namespace, *, plugins: Plugins) -> int:
         raise UserError("predict: --thresholds writes one file per threshold: give -o FOLDER")
     if args.mc_dropout and output is None:
         raise UserError("predict: --mc-dropout also writes uncertainties: give -o FILE")
-    if output is not None and output.exists() and not args.overwrite:
-        raise UserError(f"{output}: exists; use --overwrite to replace it")
+    if output is not None:  # refused before any work; nothing is written
+        check_output(output, overwrite=args.overwrite, what="folder" if args.thresholds else "file")
+        if args.mc_dropout:
+            check_output(_uncertainty_path(output), overwrite=args.overwrite)
     trained = load_trained_run(
         args.run_dir, plugins=plugins, checkpoint=args.checkpoint, device=args.device
     )
@@ -104,12 +107,18 @@ def predict_command(args: argparse.Namespace, *, plugins: Plugins) -> int:
         write_detections(detections, path, overwrite=args.overwrite)
         log.info("%d events in %d files written to %s", len(detections), len(files), path)
     if uncertainty:
-        path = output.with_name(output.stem + ".uncertainty.tsv")
-        pd.concat(uncertainty, ignore_index=True).to_csv(
-            path, sep="\t", index=False, float_format="%.4f"
+        text = pd.concat(uncertainty, ignore_index=True).to_csv(
+            sep="\t", index=False, float_format="%.4f"
+        )
+        path = write_output(
+            _uncertainty_path(output), lambda f: f.write(text.encode()), overwrite=args.overwrite
         )
         log.info("MC-dropout uncertainties (%d passes) written to %s", args.mc_dropout, path)
     return 0
+
+
+def _uncertainty_path(output: Path) -> Path:
+    return output.with_name(output.stem + ".uncertainty.tsv")
 
 
 def _uncertainty_table(

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from sedkit.checkpoint import load_checkpoint
+from sedkit.checkpoint import LAST, load_checkpoint, recorded_best
 from sedkit.components import BuildContext, Model, ModelOutput
 from sedkit.data.features import FeatureExtractor
 from sedkit.data.labels import LabelEncoder
@@ -73,13 +73,16 @@ def load_trained_run(
     run_dir = Path(run_dir)
     if not (run_dir / "recipe.yaml").is_file():
         raise UserError(f"{run_dir}: not a sedkit run directory (no recipe.yaml)")
-    path = run_dir / "checkpoints" / f"{checkpoint}.pt"
-    if not path.is_file() and checkpoint == "best":
-        path = run_dir / "checkpoints" / "last.pt"
-    if not path.is_file():
+    checkpoints = run_dir / "checkpoints"
+    # The best checkpoint is the one last.pt records (digest checked), never another.
+    record = recorded_best(checkpoints) if checkpoint == "best" else None
+    path = checkpoints / f"{checkpoint}.pt"
+    if not path.is_file() and checkpoint == "best" and record is None:
+        path = checkpoints / LAST
+    if not path.is_file() and record is None:
         raise UserError(f"{run_dir}: no checkpoint {path.name} (the run saved no weights)")
     loaded = load_recipe(run_dir / "recipe.yaml", plugins=plugins)
-    state = load_checkpoint(path)
+    state = load_checkpoint(path, sha256=record["sha256"] if record else None)
     r = loaded.recipe
     context = BuildContext(
         task=r.task,

@@ -3,9 +3,10 @@
 One epoch: the pseudo-labeler may refresh its labels; each batch goes to the device, becomes
 features, is augmented, runs through the model; the loss is the sum of named terms from the
 model's supervised loss, the pseudo-labeler and the domain adapter; backward, clip, step.
-Validation runs every ``validate_every`` epochs; ``last`` is checkpointed after every epoch and
-``best`` when the monitored metric improves. A resumed run reloads ``last`` and continues with
-the same batches and random numbers, so it ends where an uninterrupted run would.
+Validation runs every ``validate_every`` epochs; each epoch ends with one checkpoint commit
+(``last``, and ``best`` when the monitored metric improved; see ``sedkit.checkpoint``). A
+resumed run reloads ``last`` and continues with the same batches and random numbers, so it ends
+where an uninterrupted run would; the final evaluation runs on the recorded best only.
 
 Under torchrun the step runs inside DistributedDataParallel on each rank's share of every batch
 (see ``sedkit.distributed``); rank 0 validates, logs and writes checkpoints. Transfer learning
@@ -29,7 +30,16 @@ from torch import nn
 
 from sedkit import components as C
 from sedkit import distributed as D
-from sedkit.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from sedkit.checkpoint import (
+    BEST,
+    LAST,
+    CheckpointMismatchError,
+    commit_epoch,
+    load_checkpoint,
+    reconcile,
+    rng_state,
+    set_rng_state,
+)
 from sedkit.data.features import FeatureExtractor
 from sedkit.data.labels import LabelEncoder
 from sedkit.errors import UserError
@@ -330,6 +340,7 @@ class Trainer:
         self.global_step = 0
         self.best_value: float | None = None
         self.best_epoch = 0
+        self.best_record: dict[str, Any] | None = None  # epoch and digest of best.pt
         self.should_stop = False
         self.stop_reason = ""
         self.steps_per_epoch = 0
@@ -360,9 +371,12 @@ class Trainer:
             steps * self.tp.max_epochs if sp.interval == "step" else self.tp.max_epochs
         )
         if resume:
-            self.load_state(load_checkpoint(self.checkpoint_dir / "last.pt"))
+            self.load_state(load_checkpoint(self.checkpoint_dir / LAST))
             if D.is_main():
+                for done in reconcile(self.checkpoint_dir, self.best_record):
+                    log.info("checkpoints: %s", done)
                 self.metrics_log = MetricsLog(self.run_dir / "metrics.jsonl", self.epoch)
+            D.barrier()  # best.pt is whole before any rank may read it
             log.info("resumed from epoch %d (step %d)", self.epoch, self.global_step)
             return
         if self.recipe.features.normalization == "band_standardize":
@@ -442,9 +456,7 @@ class Trainer:
             metrics["best_epoch"] = self.best_epoch
             if D.is_main():
                 self.metrics_log.append({"epoch": epoch, **metrics})
-            self.save("last")
-            if improved:
-                self.save("best")
+            self.commit(improved)
             D.barrier()  # the checkpoints are on disk before any rank may read them
             if D.is_main():
                 self.plugins.epoch_end(run_dir=self.run_dir, epoch=epoch, metrics=metrics)
@@ -610,11 +622,23 @@ class Trainer:
         return better
 
     def load_best_weights(self) -> bool:
-        """Put the best checkpoint's weights into the modules (early stopping, final eval)."""
-        path = self.checkpoint_dir / "best.pt"
-        if not path.exists():
+        """Put the best checkpoint's weights into the modules (early stopping, final eval):
+        only the file this run recorded (digest and epoch), never another epoch's weights.
+        False when no epoch was ever best."""
+        if self.best_record is None:
+            if self.best_epoch:
+                raise CheckpointMismatchError(
+                    f"{self.checkpoint_dir / LAST}: records best epoch {self.best_epoch} "
+                    f"but no digest of {BEST} (a checkpoint of an older sedkit); refusing to "
+                    "evaluate other weights as the best"
+                )
             return False
-        state = load_checkpoint(path, map_location=self.device)
+        path = self.checkpoint_dir / BEST
+        state = load_checkpoint(path, map_location=self.device, sha256=self.best_record["sha256"])
+        if state.get("epoch") != self.best_epoch:
+            raise CheckpointMismatchError(
+                f"{path}: holds epoch {state.get('epoch')}, the run's best is {self.best_epoch}"
+            )
         self.modules.load_state_dict(state["modules"])
         self.extractor.load_state_dict(state["extractor"])
         return True
@@ -624,6 +648,8 @@ class Trainer:
         Rank 0 only: the other ranks return without validation metrics."""
         if self.load_best_weights():
             log.info("final evaluation with the best checkpoint (epoch %d)", self.best_epoch)
+        else:
+            log.info("final evaluation with the last weights (no epoch was best)")
         metrics = (
             self.validate(with_psds=True, out_dir=self.run_dir / "predictions")
             if D.is_main()
@@ -644,6 +670,8 @@ class Trainer:
             "global_step": self.global_step,
             "best_value": self.best_value,
             "best_epoch": self.best_epoch,
+            "should_stop": self.should_stop,
+            "stop_reason": self.stop_reason,
             "modules": self.modules.state_dict(),
             "extractor": self.extractor.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -659,7 +687,14 @@ class Trainer:
     def load_state(self, state: dict[str, Any]) -> None:
         if state.get("format") != CHECKPOINT_FORMAT:
             raise UserError(f"checkpoint format {state.get('format')} is not supported")
-        self.modules.load_state_dict(state["modules"])
+        try:
+            self.modules.load_state_dict(state["modules"])
+        except RuntimeError as exc:  # shapes or names differ: the recipe's model changed
+            first = str(exc).strip().splitlines()
+            raise UserError(
+                f"{self.checkpoint_dir / LAST}: does not fit the recipe's model "
+                f"({first[1].strip() if len(first) > 1 else first[0]})"
+            ) from None
         self.extractor.load_state_dict(state["extractor"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -671,16 +706,27 @@ class Trainer:
         self.data.load_state_dict(state["data"])
         self.epoch, self.global_step = state["epoch"], state["global_step"]
         self.best_value, self.best_epoch = state["best_value"], state["best_epoch"]
+        self.best_record = state.get("best")
+        # An early stop decided in the checkpointed epoch holds after a resume.
+        self.should_stop = bool(state.get("should_stop", False))
+        self.stop_reason = str(state.get("stop_reason", ""))
         set_rng_state(state["rng"])
 
-    def save(self, kind: str) -> Path:
-        """Write checkpoint ``kind`` (rank 0 only: the ranks hold the same state)."""
-        path = self.checkpoint_dir / f"{kind}.pt"
+    def commit(self, improved: bool) -> None:
+        """Checkpoint this epoch: ``last`` and, when ``improved``, ``best``, in one commit
+        (rank 0 writes: the ranks hold the same state; every rank keeps the record)."""
+        if D.is_main():
+            self.best_record = commit_epoch(
+                self.checkpoint_dir, self.state_dict(), improved=improved, best=self.best_record
+            )
+        self.best_record = D.broadcast_object(self.best_record)
         if not D.is_main():
-            return path
-        save_checkpoint(path, self.state_dict())
-        self.plugins.checkpoint_saved(run_dir=self.run_dir, path=path, kind=kind, epoch=self.epoch)
-        return path
+            return
+        for kind in ("best", "last") if improved else ("last",):
+            self.plugins.checkpoint_saved(
+                run_dir=self.run_dir, path=self.checkpoint_dir / f"{kind}.pt", kind=kind,
+                epoch=self.epoch,
+            )  # fmt: skip
 
 
 def _summary(metrics: dict[str, Any], monitor: str) -> str:

@@ -2,8 +2,12 @@
 
 ``sedkit compare RUN_DIR...`` prints one table of chosen metrics across runs, as for an
 ablation (the DCASE 2019 Table 1 family: ``sedkit compare runs/dcase2019_task4-*``). Runs of
-the same recipe (same run name) form one row; with several runs (seeds) a cell is the mean
-and the sample standard deviation (divisor n - 1) of the runs that have the metric.
+the same recipe form one row: the same run name and the same resolved recipe but for the seed,
+the description and the run paths (runs of one name that differ in anything else, such as the
+data or the number of epochs, are separate rows labelled by what differs). With several runs
+(seeds) a cell is the mean and the sample standard deviation (divisor n - 1) of the runs that
+have the metric. Runs that did not complete (failed, interrupted, still running) are left out
+and named on stderr.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import json
+import logging
 import math
 import statistics
 from collections.abc import Sequence
@@ -20,6 +26,7 @@ from typing import TYPE_CHECKING, Literal
 
 from sedkit.components import Command
 from sedkit.errors import UserError
+from sedkit.outputs import check_output
 from sedkit_plugins.reporting.rundata import RunRecord, find_run_dirs, read_run
 
 if TYPE_CHECKING:
@@ -52,14 +59,55 @@ def default_metrics(runs: Sequence[RunRecord]) -> list[str]:
     return list(SED_METRICS)
 
 
+#: Recipe sections that differ between the seeds of one experiment, not between experiments.
+PER_RUN_KEYS = ("seed", "description", "run")
+
+#: run.json statuses whose metrics describe a finished training.
+FINISHED = ("completed", "stopped")
+
+log = logging.getLogger("sedkit")
+
+
+def experiment(run: RunRecord) -> dict:
+    """The run's resolved recipe without what differs from seed to seed."""
+    return {k: v for k, v in run.recipe.items() if k not in PER_RUN_KEYS}
+
+
 def group_runs(runs: Sequence[RunRecord], *, per_run: bool = False) -> list[CompareRow]:
-    """Rows in the order runs first appear: one per run name, or one per run."""
-    rows: dict[str, CompareRow] = {}
+    """Rows in the order runs first appear: one per experiment (run name and recipe but for
+    :data:`PER_RUN_KEYS`), or one per run. Experiments sharing a run name are labelled by
+    the recipe keys in which they differ."""
+    from sedkit.run import flatten
+
+    rows: dict[tuple[str, str], CompareRow] = {}
+    recipes: dict[tuple[str, str], dict] = {}
     for run in runs:
-        key = str(run.path) if per_run else run.name
+        recipe = experiment(run)
+        key = (str(run.path), "") if per_run else (run.name, json.dumps(recipe, sort_keys=True))
         label = f"{run.name} ({run.path.name})" if per_run else run.name
         rows.setdefault(key, CompareRow(label, run.description)).runs.append(run)
+        recipes[key] = flatten(recipe)
+    for key, row in rows.items():
+        others = [r for k, r in recipes.items() if k[0] == key[0] and k != key]
+        if not per_run and others:
+            mine = recipes[key]
+            differing = sorted(
+                {k for r in others for k in set(r) | set(mine) if r.get(k) != mine.get(k)}
+            )
+            row.name += " [" + ", ".join(f"{k}={mine.get(k)}" for k in differing) + "]"
     return list(rows.values())
+
+
+def finished_runs(runs: Sequence[RunRecord]) -> list[RunRecord]:
+    """The runs whose training finished; the others are named in one warning each."""
+    kept = []
+    for run in runs:
+        status = run.run_info.get("status", "unknown")
+        if status in FINISHED:
+            kept.append(run)
+        else:
+            log.warning("compare: left out %s (status %s)", run.path, status)
+    return kept
 
 
 def summarize(values: Sequence[float]) -> tuple[float, float | None]:
@@ -171,7 +219,9 @@ class CompareCommand(Command):
 
     @classmethod
     def run(cls, args: argparse.Namespace) -> int:
-        runs = [read_run(path) for path in find_run_dirs(args.run_dirs)]
+        runs = finished_runs([read_run(path) for path in find_run_dirs(args.run_dirs)])
+        if not runs:
+            raise UserError(f"{' '.join(args.run_dirs)}: no run that completed")
         metrics = list(args.metrics or default_metrics(runs))
         unknown = [m for m in metrics if all(run.metric(m) is None for run in runs)]
         if len(unknown) == len(metrics):
@@ -202,6 +252,7 @@ class ShowCommand(Command):
         )
         parser.add_argument("--checkpoint", default="best", choices=["best", "last"])
         parser.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
+        parser.add_argument("--overwrite", action="store_true", help="replace an existing -o")
 
     @classmethod
     def run(cls, args: argparse.Namespace) -> int:
@@ -214,6 +265,7 @@ class ShowCommand(Command):
             plugins=get_plugins(),
             checkpoint=args.checkpoint,
             device=args.device,
+            overwrite=args.overwrite,
         )
         print(path)
         return 0
@@ -227,14 +279,19 @@ def show_clip(
     plugins: Plugins,
     checkpoint: str = "best",
     device: str = "cpu",
+    overwrite: bool = False,
 ) -> Path:
-    """Write the detection view of ``clip`` from the run in ``run_dir``; returns the PNG."""
+    """Write the detection view of ``clip`` from the run in ``run_dir``; returns the PNG.
+    An ``output`` the user named is never replaced without ``overwrite`` (the default one,
+    in the run's own plots folder, is redrawn)."""
     from sedkit.trained_run import load_trained_run
     from sedkit_plugins.reporting.detection import render_clip
 
     read_run(run_dir)  # a clear error for a path that is not a run directory
     if output is not None and output.suffix.lower() != ".png":
         raise UserError(f"{output}: the detection view is written as PNG (use a .png name)")
+    if output is not None:
+        check_output(output, overwrite=overwrite)
     trained = load_trained_run(run_dir, plugins=plugins, checkpoint=checkpoint, device=device)
     target = output or run_dir / "plots" / "detection" / f"{Path(clip).stem}.png"
     return render_clip(trained, clip, target)

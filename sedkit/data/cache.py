@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from sedkit.errors import UserError
+
 __all__ = ["CachedFeatures", "audio_fingerprint", "cache_path", "fill_cache"]
 
 
@@ -71,6 +73,10 @@ def fill_cache(
     return path
 
 
+class DamagedCacheError(UserError, ValueError):
+    """A feature-cache file that cannot be read as the array it should hold."""
+
+
 class CachedFeatures:
     """Read access to one cached subset; the memory map opens lazily in each process (so the
     object can be sent to DataLoader workers)."""
@@ -78,6 +84,7 @@ class CachedFeatures:
     def __init__(self, path: Path):
         self.path = Path(path)
         self._array: np.ndarray | None = None
+        _ = self.array  # a damaged file is named now, not in a DataLoader worker later
 
     def __getstate__(self) -> dict:
         return {"path": self.path, "_array": None}
@@ -85,7 +92,12 @@ class CachedFeatures:
     @property
     def array(self) -> np.ndarray:
         if self._array is None:
-            self._array = np.load(self.path, mmap_mode="r")
+            try:
+                self._array = np.load(self.path, mmap_mode="r")
+            except (ValueError, OSError, EOFError) as exc:  # truncated, not .npy, pickled
+                raise DamagedCacheError(
+                    f"{self.path}: damaged feature cache ({exc}); delete it to rebuild it"
+                ) from None
         return self._array
 
     def __len__(self) -> int:

@@ -248,3 +248,69 @@ def subset_contents(data) -> dict[str, list[tuple]]:
         name: [(c.filename, c.events, c.labels, c.hidden) for c in subset.clips]
         for name, subset in data.subsets.items()
     }
+
+
+# ------------------------------------------------------------------------ toy runs and results
+#: Vary from run to run (wall-clock measurements); everything else of a run must be equal.
+TIMING_KEYS = {"train_time_s", "train_clips_per_s"}
+
+
+def write_toy_recipe(
+    tmp: Path, epochs: int, *, model: str = TOY_MODEL_16, name: str = "toy"
+) -> Path:
+    """The engine's toy recipe (4 training steps an epoch) as ``tmp/NAME.yaml``; runs go to
+    ``tmp/runs``."""
+    path = tmp / f"{name}.yaml"
+    path.write_text(TOY_RECIPE.format(model=model, epochs=epochs, runs=tmp / "runs"))
+    return path
+
+
+def finished_toy_run(tmp: Path, epochs: int, plugins) -> Path:
+    """A completed toy run of ``epochs`` epochs in ``tmp/run`` (in this process)."""
+    from sedkit.run import start_run
+
+    run_dir = tmp / "run"
+    code = start_run(write_toy_recipe(tmp, epochs), [], plugins=plugins, run_dir=str(run_dir))
+    assert code == 0
+    return run_dir
+
+
+def without_timing(value):
+    """``value`` with the :data:`TIMING_KEYS` of every dict in it left out."""
+    if isinstance(value, dict):
+        return {k: without_timing(v) for k, v in value.items() if k not in TIMING_KEYS}
+    if isinstance(value, list):
+        return [without_timing(v) for v in value]
+    return value
+
+
+def run_results(run_dir: Path) -> tuple[dict, list[dict], dict]:
+    """What a run ends with: metrics.json, metrics.jsonl (timing left out) and last.pt."""
+    import json
+
+    from sedkit.checkpoint import load_checkpoint
+
+    final = json.loads((run_dir / "metrics.json").read_text())
+    epochs = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    return without_timing(final), without_timing(epochs), state
+
+
+def state_differences(a, b, where: str = "") -> list[str]:
+    """The places where two checkpoint states differ (tensors compared exactly)."""
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        same = isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and torch.equal(a, b)
+        return [] if same else [where]
+    if isinstance(a, dict) and isinstance(b, dict):
+        if set(a) != set(b):
+            return [f"{where} keys {sorted(set(a) ^ set(b), key=str)}"]
+        return [d for k in a for d in state_differences(a[k], b[k], f"{where}.{k}")]
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        if len(a) != len(b):
+            return [f"{where} length"]
+        return [
+            d
+            for i, (x, y) in enumerate(zip(a, b, strict=True))
+            for d in state_differences(x, y, f"{where}[{i}]")
+        ]
+    return [] if a == b else [where]

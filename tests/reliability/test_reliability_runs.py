@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import subprocess
 import sys
 import types
@@ -478,3 +479,70 @@ def test_run_with_classes_absent_from_validation_completes(
     result = run_cli_all_plugins("run", desed_recipe(desed_tree), "--run-dir", run_dir)
     assert result.code == 0 and "Traceback" not in result.err, result.err[-3000:]
     assert _status(run_dir) == "completed"
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "not an array"])
+def test_a_damaged_feature_cache_is_one_clear_error_naming_it(tmp_path, damage):
+    from sedkit.data.cache import fill_cache
+
+    path = fill_cache(tmp_path / "cache.npy", (4, 3, 5), [(range(4), torch.ones(4, 3, 5))])
+    data = path.read_bytes()
+    path.write_bytes(
+        {"truncated": data[: len(data) // 2], "empty": b"", "not an array": b"x" * 200}[damage]
+    )
+    with pytest.raises(UserError, match=f"^{path}: damaged feature cache .*; delete it to rebuild"):
+        CachedFeatures(path)
+
+
+# ------------------------------------------------------------------------ plugin switches
+def test_plugin_switches_say_what_they_do(monkeypatch, capsys, caplog):
+    """A misspelt SEDKIT_DISABLE_PLUGINS name is named; a component of a plugin not loaded
+    says so; SEDKIT_TRACE_HOOKS=1 prints one line per hook implementation called."""
+    monkeypatch.setenv("SEDKIT_DISABLE_PLUGINS", "reportng,crnn")
+    monkeypatch.setenv("SEDKIT_TRACE_HOOKS", "1")
+    with caplog.at_level("WARNING", logger="sedkit"):
+        plugins = Plugins.load(builtins_only=True)
+    assert "SEDKIT_DISABLE_PLUGINS: no installed plugin named reportng" in caplog.text
+    assert "[sedkit hooks] sedkit_register_models -> vgg" in capsys.readouterr().err
+    with pytest.raises(UserError, match="unknown model 'crnn'.*; not loaded: crnn"):
+        plugins.component("model", "crnn", key="model.name")
+
+
+# ------------------------------------------------------------------------ sedkit compare
+def _finished_run(root: Path, folder: str, *, seed: int, epochs: int, f1: float, status: str):
+    import yaml
+
+    run_dir = root / folder
+    run_dir.mkdir(parents=True)
+    recipe = {
+        "description": "ablation",
+        "seed": seed,
+        "data": {"name": "desed", "params": {"root": "data/desed"}},
+        "trainer": {"max_epochs": epochs},
+        "run": {"name": "crnn", "root": str(root)},
+    }
+    (run_dir / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    (run_dir / "run.json").write_text(json.dumps({"status": status}))
+    (run_dir / "metrics.json").write_text(json.dumps({"validation": {"event_f1_macro": f1}}))
+    return run_dir
+
+
+def test_compare_never_mixes_recipes_nor_counts_unfinished_runs(run_cli_all_plugins, tmp_path):
+    """The issue's case: runs of one name that differ in epochs were averaged as if they were
+    seeds, and a failed run was counted."""
+    root = tmp_path / "runs"
+    _finished_run(root, "a", seed=1, epochs=15, f1=0.30, status="completed")
+    _finished_run(root, "b", seed=2, epochs=15, f1=0.40, status="completed")
+    _finished_run(root, "c", seed=1, epochs=30, f1=0.50, status="stopped")
+    failed = _finished_run(root, "d", seed=3, epochs=15, f1=0.0, status="failed")
+    result = run_cli_all_plugins("compare", root, "--metrics", "event_f1_macro")
+    assert result.code == 0, result.err
+    cells = [re.split(r"\s{2,}", line.strip()) for line in result.out.splitlines()[2:]]
+    rows = {name: rest for name, *rest in cells}
+    assert rows == {
+        "crnn [trainer.max_epochs=15]": ["2", "0.3500 ± 0.0707"],
+        "crnn [trainer.max_epochs=30]": ["1", "0.5000"],
+    }
+    assert f"left out {failed} (status failed)" in result.err
+    only_failed = run_cli_all_plugins("compare", failed)
+    rs.assert_one_line_error(only_failed, "no run that completed")

@@ -1,0 +1,208 @@
+"""Outputs and options of the command line, by family: every output path x {an existing
+file, a file in place of a folder, a folder in place of a file, a folder that cannot be made},
+a run name leaving its root, every numeric option x {0, negative, NaN, infinite, huge}, and a
+batch that cannot fit in memory. Each case: one ``sedkit: error:`` line naming the path or
+option, exit code 2, and nothing changed on disk."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+from pathlib import Path
+
+import pytest
+import reliability_support as rs
+
+
+def _tree_state(root: Path) -> dict[str, str]:
+    """Every file and folder under ``root`` with its content digest ("dir" for folders)."""
+    return {
+        str(p.relative_to(root)): "dir"
+        if p.is_dir()
+        else hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+    }
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, lean_plugins) -> Path:
+    return rs.finished_toy_run(tmp_path_factory.mktemp("outputs"), 1, lean_plugins)
+
+
+@pytest.fixture
+def work(tmp_path) -> Path:
+    """A folder with a clip, a precious file and a file standing where a folder could be."""
+    rs.write_wav(tmp_path / "clip.wav", rs.tone(0.5, freq=1000.0), rs.SR)
+    (tmp_path / "precious.tsv").write_text("precious\n")
+    (tmp_path / "plain_file").write_text("not a folder\n")
+    return tmp_path
+
+
+def _refused(result, work: Path, before: dict[str, str], *fragments: str) -> None:
+    rs.assert_one_line_error(result, *fragments)
+    assert _tree_state(work) == before
+
+
+# ------------------------------------------------------------------------ output paths
+#: (case id, argv after RUN_DIR CLIP, what the line says); paths relative to ``work``
+PREDICT_CASES = [
+    ("file exists", ["-o", "precious.tsv"], "precious.tsv: exists; use --overwrite"),
+    ("folder given as file", ["-o", "."], "is a folder; give a file name"),
+    ("file in place of folder", ["-o", "plain_file/out.tsv"], "plain_file is a file"),
+    (
+        "file given as thresholds folder",
+        ["-o", "precious.tsv", "--thresholds", "0.5", "--overwrite"],
+        "precious.tsv: is a file; give a folder",
+    ),
+    (
+        "thresholds folder below a file",
+        ["-o", "plain_file/psds", "--thresholds", "0.5"],
+        "plain_file is a file",
+    ),
+    (
+        "uncertainty file exists",
+        ["-o", "new.tsv", "--mc-dropout", "2"],
+        "new.uncertainty.tsv: exists; use --overwrite",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "argv", "message"), PREDICT_CASES, ids=[c[0] for c in PREDICT_CASES]
+)
+def test_predict_output_paths(trained_run, work, run_cli, monkeypatch, case, argv, message):
+    monkeypatch.chdir(work)
+    if case == "uncertainty file exists":
+        (work / "new.uncertainty.tsv").write_text("precious\n")
+    before = _tree_state(work)
+    _refused(run_cli("predict", trained_run, work / "clip.wav", *argv), work, before, message)
+
+
+def test_predict_mc_dropout_writes_both_files_with_overwrite(trained_run, work, run_cli):
+    out = work / "new.tsv"
+    (work / "new.uncertainty.tsv").write_text("precious\n")
+    argv = ["predict", trained_run, work / "clip.wav", "-o", out, "--mc-dropout", "2"]
+    assert run_cli(*argv, "--overwrite").code == 0
+    assert (work / "new.uncertainty.tsv").read_text().startswith("filename\t")
+
+
+SHOW_CASES = [
+    ("file exists", "existing.png", "existing.png: exists; use --overwrite"),
+    ("file in place of folder", "plain_file/view.png", "plain_file is a file"),
+    ("folder given as file", "folder.png", "folder.png: is a folder"),
+]
+
+
+@pytest.mark.parametrize(("case", "output", "message"), SHOW_CASES, ids=[c[0] for c in SHOW_CASES])
+def test_show_output_paths(trained_run, work, run_cli_all_plugins, case, output, message):
+    (work / "existing.png").write_bytes(b"precious")
+    (work / "folder.png").mkdir()
+    before = _tree_state(work)
+    result = run_cli_all_plugins("show", trained_run, work / "clip.wav", "-o", work / output)
+    _refused(result, work, before, message)
+
+
+def test_run_dir_and_root_paths(work, run_cli):
+    recipe = rs.write_toy_recipe(work, 1)
+    before = _tree_state(work)
+    cases = [
+        (["--run-dir", work / "plain_file"], "run.dir: ", "is a file, not a folder"),
+        (["--run-dir", work / "plain_file" / "run"], "run.dir: cannot create", "plain_file"),
+        ([f"run.root={work / 'plain_file'}"], "run.root: cannot create", "plain_file"),
+        (["run.name=../../escaped"], "run.name: '../../escaped' would put the run outside"),
+    ]
+    for argv, *fragments in cases:
+        _refused(run_cli("run", recipe, *argv), work, before, *fragments)
+    assert not (work.parent / "escaped").exists()
+
+
+def test_a_run_root_that_cannot_be_made_is_one_line(work, run_cli, monkeypatch):
+    """A read-only file system (the tests run as root, whom permissions do not stop)."""
+    real_mkdir = Path.mkdir
+
+    def read_only(self, *args, **kwargs):
+        if "runs" in self.parts:
+            raise OSError(errno.EROFS, "Read-only file system")
+        return real_mkdir(self, *args, **kwargs)
+
+    recipe = rs.write_toy_recipe(work, 1)
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    before = _tree_state(work)
+    result = run_cli("run", recipe)
+    _refused(result, work, before, "run.root: cannot create", "Read-only file system")
+
+
+@pytest.mark.parametrize(
+    ("out", "message"),
+    [("plain_file", "plain_file: is a file; give a folder"), ("plain_file/new", "is a file")],
+)
+def test_synth_into_a_file_is_one_line(work, run_cli, out, message):
+    before = _tree_state(work)
+    _refused(run_cli("synth", "desed", work / out), work, before, message)
+
+
+# ------------------------------------------------------------------------ numeric options
+NUMERIC_CASES = [
+    (["--batch-size", "0"], "--batch-size: 0 is below the smallest allowed value, 1"),
+    (["--batch-size", "-4"], "--batch-size: -4 is below"),
+    (["--batch-size", "nan"], "argument --batch-size: invalid int value: 'nan'"),
+    (["--mc-dropout", "-1"], "--mc-dropout: -1 is below"),
+    (["--mc-dropout", "1000000"], "--mc-dropout: 1000000 is above the largest allowed value"),
+    (["--threshold", "-0.1"], "--threshold: -0.1 is below"),
+    (["--threshold", "1.5"], "--threshold: 1.5 is above"),
+    (["--threshold", "nan"], "--threshold: nan is not a finite number"),
+    (["--threshold", "inf"], "--threshold: inf is not a finite number"),
+    (["--thresholds", "0.5", "nan"], "--thresholds: nan is not a finite number"),
+    (["--thresholds", "0.5", "2"], "--thresholds: 2.0 is above"),
+    (["--median-filter", "-1"], "--median-filter: -1.0 is below"),
+    (["--median-filter", "nan"], "--median-filter: nan is not a finite number"),
+]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"), NUMERIC_CASES, ids=[" ".join(c[0]) for c in NUMERIC_CASES]
+)
+def test_predict_numeric_options(trained_run, work, run_cli, argv, message):
+    before = _tree_state(work)
+    out = work / "out"
+    result = run_cli("predict", trained_run, work / "clip.wav", "-o", out, *argv)
+    _refused(result, work, before, message)
+
+
+@pytest.mark.parametrize("seed", ["-1", "99999999999", "nan"])
+def test_synth_seed(work, run_cli, seed):
+    before = _tree_state(work)
+    _refused(run_cli("synth", "desed", work / "new", "--seed", seed), work, before, "--seed")
+
+
+# ------------------------------------------------------------------------ limits up front
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_a_batch_that_cannot_fit_is_refused_with_the_estimate(
+    desed_tree, desed_recipe, run_cli, tmp_path, command
+):
+    recipe = desed_recipe(desed_tree)
+    before = _tree_state(tmp_path)
+    result = run_cli(command, recipe, "data.params.batch_size=100000000")
+    line = rs.assert_one_line_error(
+        result, "data.params.batch_size: 100000000 clips of 0.5 s need at least", "available"
+    )
+    assert " TB for one batch" in line  # 51.3 KB a clip x 1e8
+    assert _tree_state(tmp_path) == before  # no run folder
+
+
+def test_limits_use_the_memory_given(tmp_path, lean_plugins):
+    """The estimate against a small machine: a clip of 0.5 s at 8 kHz is 4000 samples and
+    63 frames of 129 + 16 bins, 52 540 bytes in float32; a batch of 4, 205.2 KB."""
+    from sedkit.errors import UserError
+    from sedkit.recipe import load_recipe
+    from sedkit.run import check_limits
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(
+        rs.DESED_RECIPE.format(root=tmp_path, runs=tmp_path, model=rs.TOY_MODEL, epochs=1)
+    )
+    loaded = load_recipe(recipe, plugins=lean_plugins)
+    check_limits(loaded, available=10**6)
+    expected = r"4 clips of 0.5 s need at least 205.2 KB for one batch \(51.3 KB a clip"
+    with pytest.raises(UserError, match=expected):
+        check_limits(loaded, available=10**5)
