@@ -80,6 +80,8 @@ class Reference:
 # ----------------------------------------------------------------------------------------------
 # Small array helpers
 # ----------------------------------------------------------------------------------------------
+
+
 def _round(x: np.ndarray | float) -> np.ndarray:
     return np.round(x, TIME_DECIMALS)
 
@@ -88,20 +90,29 @@ def _grouped_searchsorted(
     keys: np.ndarray, values: np.ndarray, q_keys: np.ndarray, q_values: np.ndarray, side: str
 ) -> np.ndarray:
     """``searchsorted`` within groups: for each query, the position in ``(keys, values)``
-    (sorted by key, then value) where ``(q_key, q_value)`` would go (``side`` as numpy's)."""
-    n = len(keys)
-    tie = np.concatenate(
-        (np.ones(n, np.int8), np.zeros(len(q_keys), np.int8))
-        if side == "left"
-        else (np.zeros(n, np.int8), np.ones(len(q_keys), np.int8))
-    )
-    all_keys = np.concatenate((keys, q_keys))
-    order = np.lexsort((tie, np.concatenate((values, q_values)), all_keys))
-    is_element = order < n
-    before = np.cumsum(is_element) - is_element
-    out = np.empty(len(q_keys), np.int64)
-    out[order[~is_element] - n] = before[~is_element]
-    return out
+    (sorted by key, then value) where ``(q_key, q_value)`` would go (``side`` as numpy's).
+
+    Groups are small (the events of one clip): each query starts at its group and steps over
+    the group's lower values, all queries at once; large groups fall back to one integer
+    ``searchsorted`` with values replaced by their rank (exact, no float keys)."""
+    first = np.searchsorted(keys, q_keys, side="left")
+    last = np.searchsorted(keys, q_keys, side="right")
+    largest = int((last - first).max()) if len(q_keys) else 0
+    if largest > 16:
+        unique = np.unique(values)
+        width = len(unique) + 1
+        element = keys * width + np.searchsorted(unique, values)
+        query = q_keys * width + np.searchsorted(unique, q_values, side=side)
+        return np.searchsorted(element, query, side="left")
+    pos = first
+    padded = np.append(values, np.inf)
+    for _ in range(largest):
+        ahead = padded[np.minimum(pos, len(values))]
+        step = (pos < last) & ((ahead < q_values) if side == "left" else (ahead <= q_values))
+        if not step.any():
+            break
+        pos = pos + step
+    return pos
 
 
 def _expand(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -110,6 +121,13 @@ def _expand(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     owner = np.repeat(np.arange(len(lo)), counts)
     start = np.cumsum(counts) - counts
     return owner, np.arange(counts.sum()) - np.repeat(start - lo, counts)
+
+
+def _reverse_cumsum(x: np.ndarray) -> np.ndarray:
+    """``out[i] = x[i:].sum()``, with one more element 0 at the end."""
+    out = np.zeros(len(x) + 1, dtype=x.dtype)
+    out[:-1] = np.cumsum(x[::-1])[::-1]
+    return out
 
 
 def _nearest_lower(s: np.ndarray, real: np.ndarray, step: int, strict: bool) -> np.ndarray:
@@ -130,81 +148,198 @@ def _nearest_lower(s: np.ndarray, real: np.ndarray, step: int, strict: bool) -> 
 
 @dataclass
 class _Runs:
-    """Every detection (run of frames above a threshold) of one class in a block of clips."""
+    """Every detection (run of frames above a threshold) of one class in some clips."""
 
-    clip: np.ndarray  # clip index (global)
+    clip: np.ndarray  # clip index
     onset: np.ndarray  # seconds
     offset: np.ndarray
     birth: np.ndarray  # alive for thresholds in (death, birth]
     death: np.ndarray  # -inf: alive down to the lowest threshold
 
+    def select(self, index: np.ndarray) -> _Runs:
+        return _Runs(
+            *(getattr(self, k)[index] for k in ("clip", "onset", "offset", "birth", "death"))
+        )
 
-def _runs(s: np.ndarray, real: np.ndarray, t_on: np.ndarray, t_off: np.ndarray, clip: np.ndarray):
+
+def _layout(tables: ScoreTables, clips: np.ndarray, column: int):
+    """Scores of ``clips`` (indices) in one column, each clip preceded by -inf and one -inf at
+    the end, with frame times and clip indices of the same layout."""
+    lengths = tables.starts[clips + 1] - tables.starts[clips]
+    n = int(lengths.sum())
+    frames = np.arange(n) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    frames += np.repeat(tables.starts[clips], lengths)
+    pos = np.arange(n) + np.repeat(np.arange(1, len(clips) + 1), lengths)
+    size = n + len(clips) + 1
+    s = np.full(size, -np.inf)
+    s[pos] = tables.scores[frames, column]
+    real = np.zeros(size, bool)
+    real[pos] = True
+    t_on = np.zeros(size)
+    t_off = np.zeros(size)
+    t_on[pos] = tables.onsets[frames]
+    t_off[pos] = tables.offsets[frames]
+    clip = np.zeros(size, np.int64)
+    clip[pos] = np.repeat(clips, lengths)
+    return s, real, t_on, t_off, clip
+
+
+def _runs(tables: ScoreTables, clips: np.ndarray, column: int) -> _Runs:
+    """All runs of one class in ``clips``: for each frame, the maximal interval around it in
+    which no score is lower; frames of equal score with the same interval give one run."""
+    s, real, t_on, t_off, clip = _layout(tables, clips, column)
     before = _nearest_lower(s, real, -1, strict=True)
     after = _nearest_lower(s, real, +1, strict=True)
     before_or_equal = _nearest_lower(s, real, -1, strict=False)
-    # Frames of equal score in one run describe the same run: keep its first such frame.
-    first = real & (before_or_equal == before)
-    i = np.flatnonzero(first)
-    a, b = before[i] + 1, after[i] - 1
-    return _Runs(clip[i], t_on[a], t_off[b], s[i], np.maximum(s[before[i]], s[after[i]]))
+    i = np.flatnonzero(real & (before_or_equal == before))
+    return _Runs(
+        clip[i],
+        t_on[before[i] + 1],
+        t_off[after[i] - 1],
+        s[i],
+        np.maximum(s[before[i]], s[after[i]]),
+    )
+
+
+def _detection_count_changes(tables: ScoreTables, column: int):
+    """Changes of the number of detections of one class, per clip: +1 where the threshold
+    reaches a local maximum (a run appears), -1 at a local minimum (two runs merge). Returns
+    (score, change, clip) of the frames where it changes."""
+    s = tables.scores[:, column]
+    n = len(s)
+    first = np.zeros(n, bool)
+    first[tables.starts[:-1]] = True
+    last = np.zeros(n, bool)
+    last[tables.starts[1:] - 1] = True
+    rises_in = np.ones(n, bool)  # s[t] > s[t - 1] (the frame before a clip is -inf)
+    rises_in[1:] = s[1:] > s[:-1]
+    rises_in[first] = True
+    rises_out = np.zeros(n, bool)  # s[t + 1] > s[t]
+    rises_out[:-1] = s[1:] > s[:-1]
+    rises_out[last] = False
+    change = rises_in.astype(np.int64) - rises_out
+    i = np.flatnonzero(change)
+    clip = np.repeat(np.arange(len(tables.clips)), np.diff(tables.starts))
+    return s[i], change[i], clip[i]
 
 
 # ----------------------------------------------------------------------------------------------
-# Change points: (score, changes of the counts) per class, summed over clips at the end
+# Counts at every threshold: a dense part shared by all criteria (how many detections) and a
+# sparse part per criteria (detections that count otherwise, true positives, cross-triggers)
 # ----------------------------------------------------------------------------------------------
 @dataclass
-class _Changes:
-    """Changes of integer counts (and optional float rates) at scores, for one class."""
+class _Sparse:
+    score: list[np.ndarray] = field(default_factory=list)
+    tp: list[np.ndarray] = field(default_factory=list)
+    fp: list[np.ndarray] = field(default_factory=list)  # correction to "every detection is FP"
+    rate: list[np.ndarray] = field(default_factory=list)
+    clip: list[np.ndarray] = field(default_factory=list)
 
-    scores: list[np.ndarray] = field(default_factory=list)
-    counts: list[np.ndarray] = field(default_factory=list)  # (n, k) int64
-    rates: list[np.ndarray] = field(default_factory=list)  # (n,) float64 (cross-trigger rate)
+    def add(self, score, clip, tp=None, fp=None, rate=None) -> None:
+        n = len(score)
+        self.score.append(np.asarray(score, float))
+        self.clip.append(np.asarray(clip, np.int64))
+        self.tp.append(np.zeros(n, np.int64) if tp is None else np.asarray(tp, np.int64))
+        self.fp.append(np.zeros(n, np.int64) if fp is None else np.asarray(fp, np.int64))
+        self.rate.append(np.zeros(n) if rate is None else np.asarray(rate, float))
 
-    def add(self, scores: np.ndarray, counts: np.ndarray, rates: np.ndarray | None = None):
-        self.scores.append(scores)
-        self.counts.append(counts)
-        if rates is not None:
-            self.rates.append(rates)
-
-    def curve(self, n_counts: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """(unique scores ascending plus +inf, counts at each (threshold falling to that
-        score), rates at each); the +inf point has nothing detected."""
-        scores = np.concatenate(self.scores) if self.scores else np.empty(0)
-        counts = np.concatenate(self.counts) if self.counts else np.empty((0, n_counts), np.int64)
-        unique, inverse = np.unique(scores, return_inverse=True)
-        summed = np.zeros((len(unique) + 1, n_counts), np.int64)
-        np.add.at(summed, inverse, counts)
-        totals = np.cumsum(summed[::-1], axis=0)[::-1]
-        totals[-1] = 0
-        rates = None
-        if self.rates:
-            r = np.zeros(len(unique) + 1)
-            np.add.at(r, inverse, np.concatenate(self.rates))
-            rates = np.cumsum(r[::-1])[::-1]
-            rates[-1] = 0.0
-        return np.concatenate((unique, [np.inf])), totals, rates
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        if not self.score:
+            z = np.zeros(0)
+            return z, z.astype(np.int64), z.astype(np.int64), z, z.astype(np.int64)
+        return tuple(
+            np.concatenate(getattr(self, k)) for k in ("score", "tp", "fp", "rate", "clip")
+        )
 
 
-def _per_clip_nonzero(
-    clip: np.ndarray, score: np.ndarray, counts: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Sum changes per (clip, score) and drop those that cancel: the change points of a clip
-    are the scores where its counts change (sed_scores_eval keeps exactly those)."""
-    if len(clip) == 0:
-        return clip, score, counts
-    order = np.lexsort((score, clip))
-    clip, score, counts = clip[order], score[order], counts[order]
-    new = np.ones(len(clip), bool)
-    new[1:] = (clip[1:] != clip[:-1]) | (score[1:] != score[:-1])
-    starts = np.flatnonzero(new)
-    summed = np.add.reduceat(counts, starts, axis=0)
-    keep = np.any(summed != 0, axis=1)
-    return clip[starts][keep], score[starts][keep], summed[keep]
+@dataclass
+class Curve:
+    """Counts of one class at every change point of the threshold.
+
+    ``scores[i]``: a threshold falling to this score gives ``tp[i]`` true positives,
+    ``fp[i]`` false positives (and ``rate[i]``, the summed cross-trigger rate); the last point
+    (+inf) detects nothing. Points are unsorted. ``at(threshold)`` gives the counts where
+    scores ``> threshold`` are detected; ``next_change_below(score)`` the highest score below
+    ``score`` where the counts of some clip change.
+    """
+
+    scores: np.ndarray
+    tp: np.ndarray
+    fp: np.ndarray
+    rate: np.ndarray
+    n_ref: int
+    # For at() and next_change_below(): the sorted dense and sparse parts.
+    _dense_scores: np.ndarray
+    _dense_cum: np.ndarray
+    _sparse_scores: np.ndarray
+    _sparse_cum: np.ndarray  # (n + 1, 2): tp, fp
+    _raw: tuple[np.ndarray, ...]
+
+    def at(self, threshold: float) -> tuple[int, int]:
+        i = np.searchsorted(self._dense_scores, threshold, side="right")
+        j = np.searchsorted(self._sparse_scores, threshold, side="right")
+        tp = int(self._sparse_cum[j, 0])
+        return tp, int(self._dense_cum[i] + self._sparse_cum[j, 1])
+
+    def next_change_below(self, score: float) -> float | None:
+        d_score, d_change, d_clip, s_score, s_tp, s_fp, s_clip = self._raw
+        below = self.scores[self.scores < score]
+        while below.size:
+            w = below.max()
+            clips = np.concatenate((d_clip[d_score == w], s_clip[s_score == w]))
+            tp = np.concatenate((np.zeros(np.sum(d_score == w), np.int64), s_tp[s_score == w]))
+            fp = np.concatenate((d_change[d_score == w], s_fp[s_score == w]))
+            unique, inverse = np.unique(clips, return_inverse=True)
+            net_tp = np.bincount(inverse, tp, minlength=len(unique))
+            net_fp = np.bincount(inverse, fp, minlength=len(unique))
+            if np.any(net_tp != 0) or np.any(net_fp != 0):
+                return float(w)
+            below = below[below < w]
+        return None
+
+
+def _curve(dense: tuple[np.ndarray, ...], sparse: _Sparse, n_ref: int) -> Curve:
+    d_score, d_change, d_clip = dense
+    d_unique, d_inverse = np.unique(d_score, return_inverse=True)
+    d_cum = _reverse_cumsum(
+        np.bincount(d_inverse, d_change, len(d_unique)).round().astype(np.int64)
+    )
+    s_score, s_tp, s_fp, s_rate, s_clip = sparse.arrays()
+    s_unique, s_inverse = np.unique(s_score, return_inverse=True)
+    sums = np.column_stack([np.bincount(s_inverse, w, len(s_unique)) for w in (s_tp, s_fp, s_rate)])
+    s_cum = np.zeros((len(s_unique) + 1, 3))
+    s_cum[:-1] = np.cumsum(sums[::-1], axis=0)[::-1]
+    # The sparse counts at each dense point: a change at score v counts for thresholds <= v.
+    pos = np.searchsorted(d_unique, s_unique, side="right") - 1
+    at_dense = np.zeros((len(d_unique), 3))
+    inside = pos >= 0
+    np.add.at(at_dense, pos[inside], sums[inside])
+    at_dense = np.cumsum(at_dense[::-1], axis=0)[::-1]
+    # Sparse points that are not dense points.
+    extra = ~(inside & (d_unique[np.maximum(pos, 0)] == s_unique)) if len(d_unique) else ~inside
+    extra_scores = s_unique[extra]
+    extra_dense = d_cum[np.searchsorted(d_unique, extra_scores, side="left")]
+    scores = np.concatenate((d_unique, extra_scores, [np.inf]))
+    detections = np.concatenate((d_cum[:-1], extra_dense, [0]))
+    sparse_at = np.concatenate((at_dense, s_cum[:-1][extra], np.zeros((1, 3))))
+    tp = sparse_at[:, 0].round().astype(np.int64)
+    fp = detections + sparse_at[:, 1].round().astype(np.int64)
+    return Curve(
+        scores,
+        tp,
+        fp,
+        sparse_at[:, 2],
+        n_ref,
+        d_unique,
+        d_cum,
+        s_unique,
+        s_cum[:, :2].round().astype(np.int64),
+        (d_score, d_change, d_clip, s_score, s_tp, s_fp, s_clip),
+    )
 
 
 # ----------------------------------------------------------------------------------------------
-# Intersection-based counts (PSDS)
+# Intersection-based criteria (PSDS, intersection F1)
 # ----------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class _Criteria:
@@ -213,96 +348,95 @@ class _Criteria:
     cttc: float | None
 
 
-def _intersection_changes(
-    runs: _Runs,
-    target: np.ndarray,
-    ref: Reference,
-    criteria: _Criteria,
-    class_index: int,
-    ct_weight: np.ndarray | None,
-    changes: _Changes,
-) -> None:
-    """Add the changes of (true positives, false positives) and of the weighted cross-trigger
-    rate of one class in one block of clips to ``changes``."""
-    n = len(runs.clip)
-    length = runs.offset - runs.onset
+def _birth_and_death(runs: _Runs, index: np.ndarray, values: np.ndarray | None = None):
+    """Score, clip and sign of the changes a set of runs makes: +1 at birth, -1 at death."""
+    alive_until = np.isfinite(runs.death[index])
+    score = np.concatenate((runs.birth[index], runs.death[index][alive_until]))
+    clip = np.concatenate((runs.clip[index], runs.clip[index][alive_until]))
+    sign = np.concatenate((np.ones(len(index), np.int64), -np.ones(alive_until.sum(), np.int64)))
+    if values is None:
+        return score, clip, sign
+    return score, clip, sign * np.concatenate((values, values[alive_until]))
+
+
+@dataclass
+class _Overlaps:
+    """The (run, reference event of the class) pairs that overlap, and by how much."""
+
+    run: np.ndarray
+    event: np.ndarray
+    overlap: np.ndarray
+    covered: np.ndarray  # per run, its total overlap with the class's events
+    length: np.ndarray  # per run
+
+
+def _overlaps(runs: _Runs, target: np.ndarray, ref: Reference) -> _Overlaps:
     g_clip, g_on, g_off = ref.clip[target], ref.onset[target], ref.offset[target]
-    # Reference events of this class that overlap each run (events of one class are disjoint,
-    # so their offsets are sorted within a clip too).
+    # The events of one class are disjoint, so their offsets are sorted within a clip too.
     lo = _grouped_searchsorted(g_clip, g_off, runs.clip, runs.onset, "right")
     hi = _grouped_searchsorted(g_clip, g_on, runs.clip, runs.offset, "left")
     pair_run, pair_event = _expand(lo, hi)
-    overlap = np.minimum(runs.offset[pair_run], g_off[pair_event]) - np.maximum(
-        runs.onset[pair_run], g_on[pair_event]
+    overlap = np.maximum(
+        np.minimum(runs.offset[pair_run], g_off[pair_event])
+        - np.maximum(runs.onset[pair_run], g_on[pair_event]),
+        0.0,
     )
-    overlap = np.maximum(overlap, 0.0)
-    covered = np.bincount(pair_run, weights=overlap, minlength=n)
-    relevant = _round(covered) >= _round(criteria.dtc * length)
+    covered = np.bincount(pair_run, weights=overlap, minlength=len(runs.clip))
+    return _Overlaps(pair_run, pair_event, overlap, covered, runs.offset - runs.onset)
+
+
+def _intersection_changes(
+    runs: _Runs,
+    pairs: _Overlaps,
+    target: np.ndarray,
+    ref: Reference,
+    criteria: _Criteria,
+    c: int,
+    ct_weight: np.ndarray,
+    out: _Sparse,
+) -> None:
+    """Sparse changes of one class under intersection criteria (see the module docstring)."""
+    g_clip, g_on, g_off = ref.clip[target], ref.onset[target], ref.offset[target]
+    relevant = _round(pairs.covered) >= _round(criteria.dtc * pairs.length)
     if criteria.cttc is None:
         # sed_scores_eval's shortcut for clips without a reference event of the class: every
-        # detection there is a false positive.
+        # detection there is a false positive (matters only for dtc = 0).
         relevant &= np.isin(runs.clip, g_clip)
-
-    counts = np.zeros((n, 2), np.int64)
-    counts[:, 1] = ~relevant
-    rates = None
-    if criteria.cttc is not None and ct_weight is not None:
-        rates = _cross_trigger_rates(
-            runs, relevant, length, ref, criteria.cttc, class_index, ct_weight
-        )
-
-    # Births add, deaths (growth into a larger run) remove.
-    alive_until = np.isfinite(runs.death)
-    score = np.concatenate((runs.birth, runs.death[alive_until]))
-    clip = np.concatenate((runs.clip, runs.clip[alive_until]))
-    delta = np.concatenate((counts, -counts[alive_until]))
-    rate_delta = None if rates is None else np.concatenate((rates, -rates[alive_until]))
-
-    # True positives: per reference event, the overlap summed over the relevant runs alive at
-    # once, swept from high to low thresholds.
-    keep = relevant[pair_run]
-    tp_event, tp_score = _coverage_changes(
-        pair_event[keep],
-        pair_run[keep],
-        overlap[keep],
+    score, clip, sign = _birth_and_death(runs, np.flatnonzero(relevant))
+    out.add(score, clip, fp=-sign)
+    if criteria.cttc is not None:
+        rates = _cross_trigger_rates(runs, relevant, pairs.length, ref, criteria.cttc, c, ct_weight)
+        idx = np.flatnonzero(rates)
+        score, clip, rate = _birth_and_death(runs, idx, rates[idx])
+        out.add(score, clip, rate=rate)
+    keep = relevant[pairs.run]
+    event, change, score = _coverage_changes(
+        pairs.event[keep],
+        pairs.run[keep],
+        pairs.overlap[keep],
         runs,
         criteria.gtc * (g_off - g_on),
     )
-    score = np.concatenate((score, tp_score))
-    clip = np.concatenate((clip, g_clip[tp_event[0]]))
-    delta = np.concatenate((delta, np.column_stack((tp_event[1], np.zeros_like(tp_event[1])))))
-    if rate_delta is not None:
-        changes.add(score, delta, np.concatenate((rate_delta, np.zeros(len(tp_score)))))
-    else:
-        # Only the change points of each clip (they decide the best-F1 thresholds).
-        _, score, delta = _per_clip_nonzero(clip, score, delta)
-        changes.add(score, delta)
+    out.add(score, g_clip[event], tp=change)
 
 
-def _coverage_changes(
-    event: np.ndarray,
-    run: np.ndarray,
-    overlap: np.ndarray,
-    runs: _Runs,
-    needed: np.ndarray,
-) -> tuple[tuple[np.ndarray, np.ndarray], np.ndarray]:
-    """Where each reference event becomes (or stops being) a true positive: its overlap with the
-    relevant runs alive at a threshold must reach ``needed`` (gtc times its length).
-
-    Returns ((event index, +1/-1), score) for every change."""
+def _coverage_changes(event, run, overlap, runs: _Runs, needed: np.ndarray):
+    """Where each reference event becomes (or stops being) a true positive: its overlap with
+    the relevant runs alive at a threshold must reach ``needed`` (gtc times its length).
+    Returns (event index, +1/-1, score) of every change."""
     alive_until = np.isfinite(runs.death[run])
     ev = np.concatenate((event, event[alive_until]))
     sc = np.concatenate((runs.birth[run], runs.death[run][alive_until]))
     dx = np.concatenate((overlap, -overlap[alive_until]))
     if len(ev) == 0:
-        return (ev, ev.copy()), sc
+        return ev, ev.copy(), sc
     order = np.lexsort((-sc, ev))
     ev, sc, dx = ev[order], sc[order], dx[order]
     first_of_event = np.ones(len(ev), bool)
     first_of_event[1:] = ev[1:] != ev[:-1]
     last_of_group = np.ones(len(ev), bool)
     last_of_group[:-1] = (ev[1:] != ev[:-1]) | (sc[1:] != sc[:-1])
-    # Sum per event: cumulative sum restarted at each event (offset by the sum before it).
+    # Running sum per event: a cumulative sum restarted at each event.
     total = np.cumsum(dx)
     event_start = np.flatnonzero(first_of_event)
     before = np.concatenate(([0.0], total))[event_start]
@@ -315,39 +449,30 @@ def _coverage_changes(
     previous[1:] = np.where(same_event[1:], hit[:-1], 0)
     change = hit - previous
     nonzero = change != 0
-    return (ev_g[nonzero], change[nonzero]), sc_g[nonzero]
+    return ev_g[nonzero], change[nonzero], sc_g[nonzero]
 
 
-def _cross_trigger_rates(
-    runs: _Runs,
-    relevant: np.ndarray,
-    length: np.ndarray,
-    ref: Reference,
-    cttc: float,
-    class_index: int,
-    ct_weight: np.ndarray,
-) -> np.ndarray:
+def _clip_event_ranges(ref: Reference, clips: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return np.searchsorted(ref.clip, clips, "left"), np.searchsorted(ref.clip, clips, "right")
+
+
+def _cross_trigger_rates(runs: _Runs, relevant, length, ref: Reference, cttc, c, ct_weight):
     """Per run, the sum over other classes of [the run is a cross-trigger of that class]
     times that class's weight (1 / its total reference duration)."""
     rates = np.zeros(len(runs.clip))
     candidates = np.flatnonzero(~relevant)
     if candidates.size == 0 or len(ref.clip) == 0:
         return rates
-    n_clips = int(max(ref.clip.max(), runs.clip.max())) + 1
-    first = np.searchsorted(ref.clip, np.arange(n_clips), side="left")
-    last = np.searchsorted(ref.clip, np.arange(n_clips), side="right")
-    c = runs.clip[candidates]
-    owner, event = _expand(first[c], last[c])
-    other = ref.label[event] != class_index
-    owner, event = owner[other], event[other]
+    owner, event = _expand(*_clip_event_ranges(ref, runs.clip[candidates]))
     r = candidates[owner]
-    overlap = np.maximum(
-        np.minimum(runs.offset[r], ref.offset[event]) - np.maximum(runs.onset[r], ref.onset[event]),
-        0.0,
+    overlap = np.minimum(runs.offset[r], ref.offset[event]) - np.maximum(
+        runs.onset[r], ref.onset[event]
     )
+    keep = (ref.label[event] != c) & (overlap > 0)
+    r, event, overlap = r[keep], event[keep], overlap[keep]
     if len(r) == 0:
         return rates
-    # Events come grouped by run, then class (the reference is sorted by clip, class, onset).
+    # Grouped by run, then class (the reference is sorted by clip, class, onset).
     label = ref.label[event]
     new = np.ones(len(r), bool)
     new[1:] = (r[1:] != r[:-1]) | (label[1:] != label[:-1])
@@ -360,78 +485,61 @@ def _cross_trigger_rates(
 
 
 # ----------------------------------------------------------------------------------------------
-# Collar-based counts
+# Collar-based criteria
 # ----------------------------------------------------------------------------------------------
-def _collar_changes(
-    runs: _Runs,
-    target: np.ndarray,
-    ref: Reference,
-    onset_collar: float,
-    offset_collar: float,
-    offset_collar_rate: float,
-    changes: _Changes,
-) -> None:
-    """Add the changes of (true positives, false positives) of collar-based matching."""
+@dataclass(frozen=True)
+class CollarParams:
+    """Collar-based matching (sed_eval's event-based criteria)."""
+
+    onset_collar: float = 0.2
+    offset_collar: float = 0.2
+    offset_collar_rate: float = 0.2
+
+
+def _collar_changes(runs: _Runs, target: np.ndarray, ref: Reference, collar: CollarParams, out):
+    """Sparse changes of collar-based true positives (each one a false positive less)."""
     n = len(runs.clip)
     g_clip, g_on, g_off = ref.clip[target], ref.onset[target], ref.offset[target]
-    # Candidate events: onset within the collar of the run's onset (plus a margin for rounding).
-    margin = onset_collar + 10.0**-TIME_DECIMALS
+    margin = collar.onset_collar + 10.0**-TIME_DECIMALS
     lo = _grouped_searchsorted(g_clip, g_on, runs.clip, runs.onset - margin, "left")
     hi = _grouped_searchsorted(g_clip, g_on, runs.clip, runs.onset + margin, "right")
     pair_run, pair_event = _expand(lo, hi)
-    collars = np.maximum(offset_collar, offset_collar_rate * (g_off - g_on))[pair_event]
-    hit = (_round(np.abs(runs.onset[pair_run] - g_on[pair_event]) - onset_collar) <= 0) & (
-        _round(np.abs(runs.offset[pair_run] - g_off[pair_event]) - collars) <= 0
+    allowed = np.maximum(collar.offset_collar, collar.offset_collar_rate * (g_off - g_on))
+    hit = (_round(np.abs(runs.onset[pair_run] - g_on[pair_event]) - collar.onset_collar) <= 0) & (
+        _round(np.abs(runs.offset[pair_run] - g_off[pair_event]) - allowed[pair_event]) <= 0
     )
     pair_run, pair_event = pair_run[hit], pair_event[hit]
-
-    # Where a run hits two events, or an event is hit by two runs alive at once, the count is a
-    # maximum matching: those clips are counted threshold by threshold.
-    hard = np.zeros(n, bool)
-    hits_per_run = np.bincount(pair_run, minlength=n)
-    hard[hits_per_run > 1] = True
+    # A run within the collars of two events, or an event within those of two runs alive at
+    # once: the count is a maximum matching, done threshold by threshold in those clips.
+    hard = np.bincount(pair_run, minlength=n) > 1
     hard |= _shared_event_conflict(pair_event, pair_run, runs, n)
     hard_clips = np.unique(runs.clip[hard])
-    easy_run = ~np.isin(runs.clip, hard_clips)
-    easy_pair = easy_run[pair_run]
-
-    counts = np.zeros((n, 2), np.int64)
-    counts[:, 1] = 1
-    tp_runs = pair_run[easy_pair]
-    counts[tp_runs, 0] += 1
-    counts[tp_runs, 1] -= 1
-    alive_until = np.isfinite(runs.death) & easy_run
-    score = np.concatenate((runs.birth[easy_run], runs.death[alive_until]))
-    clip = np.concatenate((runs.clip[easy_run], runs.clip[alive_until]))
-    delta = np.concatenate((counts[easy_run], -counts[alive_until]))
-    clip, score, delta = _per_clip_nonzero(clip, score, delta)
-    changes.add(score, delta)
+    easy = ~np.isin(runs.clip[pair_run], hard_clips)
+    score, clip, sign = _birth_and_death(runs, pair_run[easy])
+    out.add(score, clip, tp=sign, fp=-sign)
     for k in hard_clips:
-        _collar_changes_by_threshold(runs, pair_run, pair_event, int(k), changes)
+        _collar_changes_by_threshold(runs, pair_run, pair_event, int(k), out)
 
 
-def _shared_event_conflict(
-    pair_event: np.ndarray, pair_run: np.ndarray, runs: _Runs, n: int
-) -> np.ndarray:
-    """Runs that hit an event also hit by another run alive at some common threshold."""
+def _shared_event_conflict(pair_event, pair_run, runs: _Runs, n: int) -> np.ndarray:
+    """Runs that hit an event also hit by another run alive at some common threshold.
+
+    Runs of one clip and class are nested or disjoint; sorted by birth (descending), a run
+    shares a threshold with an earlier one when it is born above that one's death."""
     out = np.zeros(n, bool)
     if len(pair_event) < 2:
         return out
     order = np.lexsort((-runs.birth[pair_run], pair_event))
     ev, r = pair_event[order], pair_run[order]
-    multi = np.zeros(len(ev), bool)
-    multi[1:] = ev[1:] == ev[:-1]
-    multi[:-1] |= ev[:-1] == ev[1:]
-    for e in np.unique(ev[multi]):
-        rs = r[ev == e]
-        # Sorted by birth (descending): a later run overlaps an earlier one in lifetime when it
-        # is born before all earlier ones have died.
-        lowest_death = np.inf
-        for j, run in enumerate(rs):
-            if j and runs.birth[run] > lowest_death:
-                out[rs] = True
-                break
-            lowest_death = min(lowest_death, runs.death[run])
+    birth, death = runs.birth[r], runs.death[r]
+    conflict = np.zeros(len(ev), bool)
+    k = 1
+    same = ev[k:] == ev[:-k]
+    while same.any():
+        conflict[k:] |= same & (birth[k:] > death[:-k])
+        k += 1
+        same = same[1:] & (ev[k:] == ev[:-k]) if k < len(ev) else np.zeros(0, bool)
+    out[r[conflict]] = True
     return out
 
 
@@ -455,51 +563,39 @@ def _max_matching(edges: list[tuple[int, int]]) -> int:
     return sum(augment(left, set()) for left in adjacency)
 
 
-def _collar_changes_by_threshold(
-    runs: _Runs, pair_run: np.ndarray, pair_event: np.ndarray, k: int, changes: _Changes
-) -> None:
+def _collar_changes_by_threshold(runs: _Runs, pair_run, pair_event, k: int, out) -> None:
     in_clip = np.flatnonzero(runs.clip == k)
-    thresholds = np.unique(runs.birth[in_clip])[::-1]
-    pairs = [
-        (int(r), int(e)) for r, e in zip(pair_run, pair_event, strict=True) if runs.clip[r] == k
-    ]
-    previous = np.zeros(2, np.int64)
-    out_scores, out_counts = [], []
-    for t in thresholds:
-        alive = in_clip[(runs.birth[in_clip] >= t) & (runs.death[in_clip] < t)]
-        alive_set = set(alive.tolist())
-        tp = _max_matching([(r, e) for r, e in pairs if r in alive_set])
-        now = np.array([tp, len(alive) - tp], np.int64)
-        if (now != previous).any():
-            out_scores.append(t)
-            out_counts.append(now - previous)
-        previous = now
-    if out_scores:
-        changes.add(np.array(out_scores), np.array(out_counts, np.int64))
+    mine = runs.clip[pair_run] == k
+    pairs = list(zip(pair_run[mine].tolist(), pair_event[mine].tolist(), strict=True))
+    previous = 0
+    scores, changes = [], []
+    for t in np.unique(runs.birth[in_clip])[::-1]:
+        alive = set(in_clip[(runs.birth[in_clip] >= t) & (runs.death[in_clip] < t)].tolist())
+        tp = _max_matching([(r, e) for r, e in pairs if r in alive])
+        if tp != previous:
+            scores.append(t)
+            changes.append(tp - previous)
+        previous = tp
+    change = np.array(changes, np.int64)
+    out.add(np.array(scores, float), np.full(len(scores), k), tp=change, fp=-change)
 
 
 # ----------------------------------------------------------------------------------------------
-# Driver: blocks of clips, one class at a time
+# Driver: one class at a time, in blocks of clips
 # ----------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class CollarParams:
-    """Collar-based matching (sed_eval's event-based criteria)."""
+def _blocks(clips: np.ndarray, starts: np.ndarray) -> list[np.ndarray]:
+    """``clips`` cut into groups of about BLOCK_FRAMES frames."""
+    if len(clips) == 0:
+        return []
+    frames = np.cumsum(starts[clips + 1] - starts[clips])
+    cut = np.searchsorted(frames, np.arange(BLOCK_FRAMES, frames[-1], BLOCK_FRAMES))
+    return [b for b in np.split(clips, np.unique(cut)) if len(b)]
 
-    onset_collar: float = 0.2
-    offset_collar: float = 0.2
-    offset_collar_rate: float = 0.2
 
-
-def _blocks(starts: np.ndarray) -> list[tuple[int, int]]:
-    """Clip ranges of about BLOCK_FRAMES frames each."""
-    blocks, first = [], 0
-    n_clips = len(starts) - 1
-    while first < n_clips:
-        last = int(np.searchsorted(starts, starts[first] + BLOCK_FRAMES, side="right")) - 1
-        last = min(max(last, first + 1), n_clips)
-        blocks.append((first, last))
-        first = last
-    return blocks
+def _block_reference(ref: Reference, clips: np.ndarray) -> Reference:
+    lo, hi = _clip_event_ranges(ref, clips[[0, -1]])
+    sel = slice(lo[0], hi[1])
+    return Reference(ref.clip[sel], ref.label[sel], ref.onset[sel], ref.offset[sel], None)
 
 
 def intermediate_statistics(
@@ -508,71 +604,43 @@ def intermediate_statistics(
     *,
     intersection: Mapping[str, _Criteria] | None = None,
     collar: CollarParams | None = None,
-) -> dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray | None]]]:
-    """Counts at every threshold, per class: for each intersection criteria set (by name) and
-    for ``"collar"``, a list over classes of (scores ascending with +inf, counts (n, 2):
-    true positives and false positives at each, weighted cross-trigger rate or None)."""
+) -> dict[str, list[Curve]]:
+    """Per criteria set (intersection criteria by name, and ``"collar"``), the
+    :class:`Curve` of every class."""
+    intersection = intersection or {}
     n_classes = len(tables.classes)
+    n_ref = np.bincount(ref.label, minlength=n_classes)
     t_ref = np.bincount(ref.label, weights=ref.offset - ref.onset, minlength=n_classes)
     ct_weight = 1.0 / np.maximum(t_ref, 1e-12)
-    intersection = intersection or {}
-    out: dict[str, list] = {name: [] for name in intersection}
-    if collar is not None:
-        out["collar"] = []
-    blocks = _blocks(tables.starts)
+    names = list(intersection) + (["collar"] if collar is not None else [])
+    out: dict[str, list[Curve]] = {name: [] for name in names}
+    # Only clips with a reference event need the runs: elsewhere every detection is a false
+    # positive and the number of detections is all that counts.
+    with_events = np.unique(ref.clip)
+    blocks = _blocks(with_events, tables.starts)
     for c in range(n_classes):
-        changes = {name: _Changes() for name in out}
-        for first, last in blocks:
-            lo, hi = tables.starts[first], tables.starts[last]
-            n_frames, n_clips = hi - lo, last - first
-            # Layout: -inf, clip frames, -inf, clip frames, ..., -inf.
-            pos = np.arange(n_frames) + np.repeat(
-                np.arange(1, n_clips + 1), np.diff(tables.starts[first : last + 1])
-            )
-            size = n_frames + n_clips + 1
-            s = np.full(size, -np.inf)
-            s[pos] = tables.scores[lo:hi, c]
-            real = np.zeros(size, bool)
-            real[pos] = True
-            t_on = np.zeros(size)
-            t_off = np.zeros(size)
-            t_on[pos] = tables.onsets[lo:hi]
-            t_off[pos] = tables.offsets[lo:hi]
-            clip = np.zeros(size, np.int64)
-            clip[pos] = np.repeat(np.arange(first, last), np.diff(tables.starts[first : last + 1]))
-            runs = _runs(s, real, t_on, t_off, clip)
-            in_block = (ref.clip >= first) & (ref.clip < last)
-            target = np.flatnonzero(in_block & (ref.label == c))
-            block_ref = ref
-            if not in_block.all():
-                sel = np.flatnonzero(in_block)
-                block_ref = Reference(
-                    ref.clip[sel], ref.label[sel], ref.onset[sel], ref.offset[sel], None
-                )
-                target = np.flatnonzero(block_ref.label == c)
+        dense = _detection_count_changes(tables, c)
+        sparse = {name: _Sparse() for name in names}
+        for clips in blocks:
+            runs = _runs(tables, clips, c)
+            block_ref = _block_reference(ref, clips)
+            target = np.flatnonzero(block_ref.label == c)
+            pairs = _overlaps(runs, target, block_ref) if intersection else None
             for name, criteria in intersection.items():
                 _intersection_changes(
-                    runs, target, block_ref, criteria, c, ct_weight, changes[name]
+                    runs, pairs, target, block_ref, criteria, c, ct_weight, sparse[name]
                 )
             if collar is not None:
-                _collar_changes(
-                    runs,
-                    target,
-                    block_ref,
-                    collar.onset_collar,
-                    collar.offset_collar,
-                    collar.offset_collar_rate,
-                    changes["collar"],
-                )
-        for name, ch in changes.items():
-            out[name].append(ch.curve(2))
+                _collar_changes(runs, target, block_ref, collar, sparse["collar"])
+        for name in names:
+            out[name].append(_curve(dense, sparse[name], int(n_ref[c])))
     return out
 
 
 def segment_statistics(
     tables: ScoreTables, ref: Reference, segment_length: float = 1.0
-) -> list[tuple[np.ndarray, np.ndarray, None]]:
-    """Segment-based counts at every threshold, per class (as :func:`intermediate_statistics`).
+) -> list[Curve]:
+    """Segment-based counts at every threshold, per class.
 
     A segment's score is the highest score of the frames it overlaps; it is a true positive
     when a reference event of the class overlaps it. Each clip is cut into
@@ -588,63 +656,51 @@ def segment_statistics(
         np.maximum.at(last_ref, ref.clip, ref.offset)
         durations = np.maximum(_round(ends), last_ref)
     n_segments = np.ceil(durations / segment_length).astype(np.int64)
+    seg_start = np.cumsum(n_segments) - n_segments
     seg_clip = np.repeat(np.arange(n_clips), n_segments)
-    seg_index = np.arange(n_segments.sum()) - np.repeat(
-        np.cumsum(n_segments) - n_segments, n_segments
-    )
+    seg_index = np.arange(n_segments.sum()) - np.repeat(seg_start, n_segments)
     seg_on = _round(seg_index * segment_length)
     seg_off = _round((seg_index + 1) * segment_length)
-    # Frames of each segment: timestamps (frame onsets plus the last offset) rounded, then
-    # [first timestamp > onset, minus one; first timestamp >= offset), clipped to the clip.
-    onsets_r = _round(tables.onsets)
-    ends_r = _round(ends)
-    ts_clip = np.concatenate(
-        (np.repeat(np.arange(n_clips), np.diff(tables.starts)), np.arange(n_clips))
-    )
-    ts_val = np.concatenate((onsets_r, ends_r))
-    order = np.lexsort((ts_val, ts_clip))
-    ts_clip, ts_val = ts_clip[order], ts_val[order]
-    ts_start = np.searchsorted(ts_clip, np.arange(n_clips))
+    # The frames of each segment, from the clip's rounded timestamps (frame onsets and the
+    # last offset): [first timestamp > onset, minus one; first timestamp >= offset).
     n_ts = np.diff(tables.starts) + 1
-    idx_on = (
-        _grouped_searchsorted(ts_clip, ts_val, seg_clip, seg_on, "right") - ts_start[seg_clip] - 1
-    )
-    idx_on = np.maximum(idx_on, 0)
-    idx_off = _grouped_searchsorted(ts_clip, ts_val, seg_clip, seg_off, "left") - ts_start[seg_clip]
+    ts_clip = np.repeat(np.arange(n_clips), n_ts)
+    ts = np.empty(int(n_ts.sum()))
+    ts_start = np.cumsum(n_ts) - n_ts
+    is_end = np.zeros(len(ts), bool)
+    is_end[ts_start + n_ts - 1] = True
+    ts[~is_end] = _round(tables.onsets)
+    ts[is_end] = _round(ends)
+    idx_on = _grouped_searchsorted(ts_clip, ts, seg_clip, seg_on, "right") - ts_start[seg_clip]
+    idx_on = np.maximum(idx_on - 1, 0)
+    idx_off = _grouped_searchsorted(ts_clip, ts, seg_clip, seg_off, "left") - ts_start[seg_clip]
     idx_off = np.minimum(idx_off, n_ts[seg_clip] - 1)
     empty = idx_off <= idx_on
     first_frame = tables.starts[seg_clip] + idx_on
-    last_frame = tables.starts[seg_clip] + np.maximum(idx_off, idx_on + 1)
-    # Highest score per segment over its frames (reduceat over consecutive ranges).
+    stop_frame = tables.starts[seg_clip] + np.maximum(idx_off, idx_on + 1)
     bounds = np.empty(2 * len(seg_clip), np.int64)
-    bounds[0::2], bounds[1::2] = first_frame, last_frame
+    bounds[0::2], bounds[1::2] = first_frame, stop_frame
     padded = np.vstack((tables.scores, np.zeros((1, n_classes))))
-    seg_scores = (
-        np.maximum.reduceat(padded, bounds, axis=0)[0::2]
-        if len(bounds)
-        else np.empty((0, n_classes))
-    )
+    seg_scores = np.maximum.reduceat(padded, bounds, axis=0)[0::2]
     seg_scores[empty] = 0.0
-    out = []
+    curves = []
     for c in range(n_classes):
-        t = ref.label == c
+        t = np.flatnonzero(ref.label == c)
         active = np.zeros(len(seg_clip), bool)
-        if t.any():
-            seg_start = np.cumsum(n_segments) - n_segments
-            e_clip = ref.clip[t]
-            # Segments [i] with seg_on < g_off and seg_off > g_on.
-            first = np.floor(ref.onset[t] / segment_length).astype(np.int64) - 1
-            last = np.ceil(ref.offset[t] / segment_length).astype(np.int64) + 1
-            owner, i = _expand(np.maximum(first, 0), np.minimum(last, n_segments[e_clip]))
-            g = np.flatnonzero(t)[owner]
-            s_idx = seg_start[ref.clip[g]] + i
-            overlaps = (seg_on[s_idx] < ref.offset[g]) & (seg_off[s_idx] > ref.onset[g])
-            active[s_idx[overlaps]] = True
-        counts = np.column_stack((active, ~active)).astype(np.int64)
-        ch = _Changes()
-        ch.add(seg_scores[:, c], counts)
-        out.append(ch.curve(2))
-    return out
+        first = np.floor(ref.onset[t] / segment_length).astype(np.int64) - 1
+        last = np.ceil(ref.offset[t] / segment_length).astype(np.int64) + 1
+        owner, i = _expand(np.maximum(first, 0), np.minimum(last, n_segments[ref.clip[t]]))
+        g = t[owner]
+        s_idx = seg_start[ref.clip[g]] + i
+        overlaps = (seg_on[s_idx] < ref.offset[g]) & (seg_off[s_idx] > ref.onset[g])
+        active[s_idx[overlaps]] = True
+        # Every segment is a detection (dense part); the active ones are true positives.
+        sparse = _Sparse()
+        sparse.add(seg_scores[active, c], seg_clip[active], tp=np.ones(active.sum()))
+        sparse.add(seg_scores[active, c], seg_clip[active], fp=-np.ones(active.sum()))
+        dense = (seg_scores[:, c], np.ones(len(seg_clip), np.int64), seg_clip)
+        curves.append(_curve(dense, sparse, int(active.sum())))
+    return curves
 
 
 # ----------------------------------------------------------------------------------------------
@@ -659,32 +715,29 @@ def _staircase_area(y: np.ndarray, x: np.ndarray, max_x: float) -> float:
 
 
 def psd_roc_of_class(
-    scores: np.ndarray,
-    counts: np.ndarray,
-    ct_rate: np.ndarray | None,
-    *,
-    n_ref: int,
-    dataset_duration: float,
-    alpha_ct: float,
-    n_other: int,
-    max_efpr: float,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(TPR, eFPR per hour, score) of one class: the upper staircase up to ``max_efpr``."""
-    tpr = counts[:, 0] / max(n_ref, 1)
-    efpr = counts[:, 1] / dataset_duration
-    if alpha_ct != 0.0 and ct_rate is not None and n_other > 0:
-        efpr = efpr + alpha_ct * ct_rate / n_other
+    curve: Curve, *, dataset_duration: float, alpha_ct: float, n_other: int, max_efpr: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """(TPR, eFPR per hour) of one class: the upper staircase of its operating points up to
+    ``max_efpr`` (for each TPR level, the lowest eFPR reaching it, kept where it beats every
+    lower eFPR)."""
+    efpr = curve.fp / dataset_duration
+    if alpha_ct != 0.0 and n_other > 0:
+        efpr = efpr + alpha_ct * curve.rate / n_other
     efpr = efpr * 3600.0
+    # Only the lowest eFPR of each true-positive count can lie on the staircase.
+    lowest = np.full(int(curve.tp.max()) + 1, np.inf)
+    np.minimum.at(lowest, curve.tp, efpr)
+    level = np.flatnonzero(np.isfinite(lowest))
+    tpr, efpr = level / max(curve.n_ref, 1), lowest[level]
     order = np.lexsort((tpr, efpr))
-    tpr, efpr, scores = tpr[order], efpr[order], scores[order]
+    tpr, efpr = tpr[order], efpr[order]
     running = np.maximum.accumulate(tpr)
     keep = np.concatenate(([0], np.flatnonzero(running[1:] > running[:-1]) + 1))
-    tpr, efpr, scores = tpr[keep], efpr[keep], scores[keep]
-    # Per eFPR, the last point (the highest TPR).
-    last = np.append(efpr[1:] != efpr[:-1], True)
-    tpr, efpr, scores = tpr[last], efpr[last], scores[last]
+    tpr, efpr = tpr[keep], efpr[keep]
+    last = np.append(efpr[1:] != efpr[:-1], True)  # per eFPR, the highest TPR
+    tpr, efpr = tpr[last], efpr[last]
     inside = efpr <= max_efpr
-    return tpr[inside], efpr[inside], scores[inside]
+    return tpr[inside], efpr[inside]
 
 
 def psds_from_class_rocs(
@@ -704,28 +757,26 @@ def psds_from_class_rocs(
     return _staircase_area(etpr, grid, max_efpr) / max_efpr, etpr, grid
 
 
-def f_score(tp: Any, fp: Any, n_ref: Any) -> tuple[float, float, float]:
+def f_score(tp: Any, fp: Any, n_ref: Any) -> tuple[Any, Any, Any]:
     """(F1, precision, recall); precision is 1 where nothing is detected."""
     tp, fp = np.asarray(tp, float), np.asarray(fp, float)
     p = np.where(tp + fp == 0, 1.0, tp / np.maximum(tp + fp, 1))
     r = tp / n_ref
-    f = 2 * p * r / np.maximum(p + r, 1e-15)
-    return f, p, r
+    return 2 * p * r / np.maximum(p + r, 1e-15), p, r
 
 
-def f1_at_threshold(scores: np.ndarray, counts: np.ndarray, threshold: float) -> np.ndarray:
-    """Counts (tp, fp) of the operating point where scores ``> threshold`` are detected."""
-    index = int(np.searchsorted(scores, threshold, side="right"))
-    return counts[min(index, len(scores) - 1)]
-
-
-def best_f1(scores: np.ndarray, counts: np.ndarray, n_ref: int) -> tuple[float, float, np.ndarray]:
-    """(best F1, threshold reaching it, its counts): the highest-scoring operating point among
-    those with the best F1; the threshold lies halfway to the next lower change point."""
-    f, _, _ = f_score(counts[:, 0], counts[:, 1], n_ref)
-    best = len(f) - 1 - int(np.argmax(f[::-1]))
-    threshold = (scores[best] + scores[best - 1]) / 2 if best > 0 else -np.inf
-    return float(f[best]), float(threshold), counts[best]
+def best_f1(curve: Curve) -> tuple[float, float, tuple[int, int]]:
+    """(best F1, threshold reaching it, its (tp, fp)): of the operating points with the best
+    F1, the one at the highest score; the threshold lies halfway to the next lower score
+    where the counts change (-inf if there is none)."""
+    f, _, _ = f_score(curve.tp, curve.fp, curve.n_ref)
+    best_f = f.max()
+    best = np.flatnonzero(f == best_f)
+    i = best[np.argmax(curve.scores[best])]
+    score = curve.scores[i]
+    below = curve.next_change_below(score)
+    threshold = -np.inf if below is None else (score + below) / 2
+    return float(best_f), float(threshold), (int(curve.tp[i]), int(curve.fp[i]))
 
 
 def _average(per_class: Mapping[str, Mapping[str, float]], key: str) -> float:
@@ -733,22 +784,24 @@ def _average(per_class: Mapping[str, Mapping[str, float]], key: str) -> float:
     return float(np.mean(values)) if values else math.nan
 
 
+def _micro_f1(rows: Sequence[tuple[int, int]], n_ref: int) -> float:
+    tp = float(sum(x[0] for x in rows))
+    fp = float(sum(x[1] for x in rows))
+    p = tp / max(tp + fp, 1.0)
+    r = tp / max(float(n_ref), 1.0)
+    return float(2 * p * r / max(p + r, 1e-15))
+
+
 def f1_report(
-    curves: Sequence[tuple[np.ndarray, np.ndarray, Any]],
-    classes: Sequence[str],
-    n_ref: np.ndarray,
-    threshold: float | Mapping[str, float],
-    prefix: str,
+    curves: Sequence[Curve], classes: Sequence[str], threshold: float, prefix: str
 ) -> dict[str, Any]:
     """F1 at ``threshold`` and the best F1 per class, with macro and micro averages."""
     classwise: dict[str, dict[str, float]] = {}
     at, best = [], []
-    for c, (scores, counts, _) in zip(range(len(classes)), curves, strict=True):
-        name = classes[c]
-        t = threshold[name] if isinstance(threshold, Mapping) else threshold
-        tp_fp = f1_at_threshold(scores, counts, t)
-        f, p, r = (float(x) for x in f_score(tp_fp[0], tp_fp[1], n_ref[c]))
-        bf, bt, b_counts = best_f1(scores, counts, int(n_ref[c]))
+    for name, curve in zip(classes, curves, strict=True):
+        tp_fp = curve.at(threshold)
+        f, p, r = (float(x) for x in f_score(*tp_fp, curve.n_ref))
+        bf, bt, b_counts = best_f1(curve)
         classwise[name] = {
             f"{prefix}_f1": f,
             f"{prefix}_precision": p,
@@ -758,20 +811,16 @@ def f1_report(
         }
         at.append(tp_fp)
         best.append(b_counts)
+    n_ref = sum(c.n_ref for c in curves)
     out: dict[str, Any] = {
         f"{prefix}_f1_macro": _average(classwise, f"{prefix}_f1"),
         f"{prefix}_precision_macro": _average(classwise, f"{prefix}_precision"),
         f"{prefix}_recall_macro": _average(classwise, f"{prefix}_recall"),
+        f"{prefix}_f1_micro": _micro_f1(at, n_ref),
         f"{prefix}_best_f1_macro": _average(classwise, f"{prefix}_best_f1"),
+        f"{prefix}_best_f1_micro": _micro_f1(best, n_ref),
+        "classwise": classwise,
     }
-    for key, rows in (("f1_micro", at), ("best_f1_micro", best)):
-        tp = float(sum(x[0] for x in rows))
-        fp = float(sum(x[1] for x in rows))
-        n = float(sum(n_ref))
-        p = tp / max(tp + fp, 1.0)
-        r = tp / max(n, 1.0)
-        out[f"{prefix}_{key}"] = float(2 * p * r / max(p + r, 1e-15))
-    out["classwise"] = classwise
     return out
 
 
@@ -800,14 +849,13 @@ def score_tables_metrics(
 
     ``psds_scenarios`` are :class:`~sedkit.scoring.sed.PSDSParams`; the cross-trigger criterion
     is used only where ``alpha_ct`` is not 0 (as sed_scores_eval does). Returns plain floats:
-    per scenario name its PSDS; ``collar_f1_macro`` ... (F1 at ``threshold``),
-    ``collar_best_f1_macro`` and the same for ``segment_`` (and ``intersection_`` with
-    ``intersection_f1``); ``classwise`` per class (``<name>_psds`` too). With
-    ``with_curves``, ``"curves"`` holds each scenario's PSD-ROC (effective TPR, eFPR) and
-    per-class curves, for plots.
+    per scenario name its PSDS; ``collar_f1_macro``/``_micro`` (F1 at ``threshold``),
+    ``collar_best_f1_macro``/``_micro`` and the same for ``segment_`` (and ``intersection_``
+    with ``intersection_f1``); ``classwise`` per class (the per-class PSDS under the scenario
+    name, F1, precision, recall, best F1 and its threshold). With ``with_curves``, ``"curves"``
+    holds each scenario's PSD-ROC (effective TPR, eFPR) and per-class curves, for plots.
     """
     n_classes = len(tables.classes)
-    n_ref = np.bincount(ref.label, minlength=n_classes)
     criteria = {}
     for params in psds_scenarios:
         _check_positive(params)
@@ -827,19 +875,16 @@ def score_tables_metrics(
         duration = float(np.sum(ref.durations))
         for params in psds_scenarios:
             rocs = []
-            for c, (scores, counts, rate) in enumerate(stats[params.name]):
-                tpr, efpr, _ = psd_roc_of_class(
-                    scores,
-                    counts,
-                    rate,
-                    n_ref=int(n_ref[c]),
+            for c, curve in enumerate(stats[params.name]):
+                tpr, efpr = psd_roc_of_class(
+                    curve,
                     dataset_duration=duration,
                     alpha_ct=params.alpha_ct,
                     n_other=n_classes - 1,
                     max_efpr=params.max_efpr,
                 )
                 rocs.append((tpr, efpr))
-                classwise[tables.classes[c]][f"{params.name}"] = (
+                classwise[tables.classes[c]][params.name] = (
                     _staircase_area(tpr, efpr, params.max_efpr) / params.max_efpr
                 )
             value, etpr, efpr = psds_from_class_rocs(
@@ -854,12 +899,9 @@ def score_tables_metrics(
     if collar is not None:
         parts.append(("collar", stats["collar"]))
     if segment_length is not None:
-        segment_curves = segment_statistics(tables, ref, segment_length)
-        seg_ref = np.array([int(counts[0, 0]) for _, counts, _ in segment_curves])
-        parts.append(("segment", segment_curves))
+        parts.append(("segment", segment_statistics(tables, ref, segment_length)))
     for prefix, part in parts:
-        refs = seg_ref if prefix == "segment" else n_ref
-        report = f1_report(part, tables.classes, refs, threshold, prefix)
+        report = f1_report(part, tables.classes, threshold, prefix)
         for name, values in report.pop("classwise").items():
             classwise[name].update(values)
         metrics.update(report)
