@@ -51,6 +51,37 @@ def plot_psd_roc(
     return written
 
 
+def plot_score_psd_roc(
+    curves: dict[str, Any], classes: Sequence[str], out_dir: Path, *, name: str
+) -> list[Path]:
+    """Save the PSD-ROC of one scenario computed from score tables (all thresholds): the
+    multi-class curve (``curves["etpr"]`` over ``curves["efpr"]``) and the per-class curves
+    (``curves["classes"]``: (TPR, eFPR) per class), as ``<name>_roc.png`` and
+    ``<name>_roc_per_class.png``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    max_efpr = float(curves["efpr"][-1])
+    fig = Figure(figsize=(7, 7))
+    axes = fig.add_subplot()
+    axes.step(curves["efpr"], curves["etpr"], where="post")
+    axes.set(xlim=(0, max_efpr), ylim=(0, 1.02), xlabel="eFPR per hour", ylabel="eTPR")
+    axes.set_title(f"PSD-ROC ({name}, all thresholds)")
+    axes.grid(True, alpha=0.3)
+    written = [out_dir / f"{name}_roc.png"]
+    fig.savefig(written[0], dpi=100)
+    fig = Figure(figsize=(9, 7))
+    axes = fig.add_subplot()
+    for label, (tpr, efpr) in zip(classes, curves["classes"], strict=True):
+        axes.step(np.append(efpr, max_efpr), np.append(tpr, tpr[-1]), where="post", label=label)
+    axes.set(xlim=(0, max_efpr), ylim=(0, 1.02), xlabel="eFPR per hour", ylabel="TPR")
+    axes.set_title(f"Per-class PSD-ROC ({name}, all thresholds)")
+    axes.legend(fontsize=8, loc="lower right")
+    axes.grid(True, alpha=0.3)
+    written.append(out_dir / f"{name}_roc_per_class.png")
+    fig.savefig(written[1], dpi=100)
+    return written
+
+
 def plot_confusion_matrix(
     confusion: Sequence[Sequence[int]], classes: Sequence[str], path: str | Path
 ) -> Path:

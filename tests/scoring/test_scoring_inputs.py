@@ -179,7 +179,14 @@ def test_missing_file_and_missing_threshold_file(tmp_path, gt, capsys):
     write(folder / "det_0.3.tsv", [HEADER, *DET_ROWS])
     (tmp_path / "d.tsv").write_text(DURATIONS)
     argv = ["--ref", gt, "--est", folder, "--meta", tmp_path / "d.tsv"]
-    assert_user_error(argv, capsys, str(folder), "no detection file for --threshold 0.5", "0.3")
+    # No file at --threshold 0.5: the nearest threshold's file is scored, and the user told.
+    code, out, err = run([*argv, "--json"], capsys)
+    assert code == 0, err
+    assert "no detection file for --threshold 0.5" in err and "nearest threshold, 0.3" in err
+    assert json.loads(out)["threshold"] == 0.3
+    write(folder / "det_0.7.tsv", [HEADER, *DET_ROWS])
+    code, out, err = run([*argv, "--json", "--threshold", "0.6"], capsys)
+    assert code == 0 and json.loads(out)["threshold"] == 0.7 and "det_0.7.tsv" in err
     write(folder / "det_7.tsv", [HEADER])
     assert_user_error(argv, capsys, "det_7.tsv", "not in [0, 1]")
 
