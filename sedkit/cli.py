@@ -230,6 +230,12 @@ class PredictCommand(Command):
         )
         parser.add_argument("--median-filter", type=float, metavar="SECONDS")
         parser.add_argument(
+            "--scores",
+            metavar="DIR",
+            help="folder for the frame score tables (<clip>.tsv, read by `sedkit score "
+            "--scores`; default: beside the -o output)",
+        )
+        parser.add_argument(
             "--mc-dropout",
             type=int,
             default=0,

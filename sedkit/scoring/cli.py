@@ -271,7 +271,13 @@ class ScoreCommand(Command):
 
         scenarios = cls.scenarios(args)
         if scenarios and args.meta is None:
-            raise UserError("PSDS needs clip durations: pass --meta DURATIONS.tsv")
+            if any(p.name == "psds_custom" for p in scenarios) or args.plot_dir is not None:
+                raise UserError("PSDS needs clip durations: pass --meta DURATIONS.tsv")
+            print(
+                "sedkit: note: no --meta DURATIONS.tsv: F1 only (PSDS needs clip durations)",
+                file=sys.stderr,
+            )
+            scenarios = []
         if args.plot_dir is not None and scenarios and not args.overwrite:
             _refuse_existing_plots(args.plot_dir, scenarios)
         try:

@@ -243,35 +243,79 @@ def _check_frames(
         )
 
 
-def write_score_table(
-    path: str | os.PathLike,
-    scores: np.ndarray,
+def median_filtered(scores: np.ndarray, length: int, *, axis: int = -2) -> np.ndarray:
+    """Running median of ``length`` frames (made odd) along ``axis``, edges mirrored
+    (``d c b a | a b c d``) like the decoder's filter of decisions: thresholding the filtered
+    scores gives exactly the filtered decisions (a median commutes with thresholds)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    n = scores.shape[axis]
+    if length <= 1 or n == 0:
+        return scores.copy()
+    if length % 2 == 0:
+        length += 1
+    half = length // 2
+    index = np.arange(-half, n + half) % (2 * n)
+    index = np.where(index < n, index, 2 * n - 1 - index)
+    padded = np.take(scores, index, axis=axis)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, length, axis=axis)
+    return np.median(windows, axis=-1)
+
+
+def tables_from_probs(
+    filenames: Sequence[str],
+    probs: np.ndarray,
     classes: Sequence[str],
     *,
     frame_hop: float,
-    decimals: int = 6,
-) -> Path:
-    """Write one clip's frame scores (``(n_frames, n_classes)``) as a score table.
+    duration: float | None = None,
+    median_filter_frames: Sequence[int] | None = None,
+) -> ScoreTables:
+    """Score tables of ``[clips, frames, classes]`` probabilities: frame ``j`` spans
+    ``[j * frame_hop, (j + 1) * frame_hop)`` (the last offset cut at ``duration`` when that is
+    shorter); per class, a median filter of ``median_filter_frames[k]`` frames first; scores
+    rounded to 6 decimals, as :func:`write_score_tables` writes them."""
+    probs = np.asarray(probs, dtype=np.float64)
+    n_clips, n_frames, n_classes = probs.shape
+    if median_filter_frames is not None:
+        probs = probs.copy()
+        for k, length in enumerate(median_filter_frames):
+            if length > 1:
+                probs[:, :, k] = median_filtered(probs[:, :, k], length, axis=1)
+    # Rounded as written (6 decimals): scores in memory and read back from the files then
+    # have the same order and ties, hence the same PSDS.
+    probs = np.round(probs, 6)
+    edges = np.round(np.arange(n_frames + 1) * float(frame_hop), 6)
+    if duration is not None and edges[-2] < duration < edges[-1]:
+        edges[-1] = duration
+    return ScoreTables(
+        [audio_id(str(f)) for f in filenames],
+        list(classes),
+        probs.reshape(n_clips * n_frames, n_classes),
+        np.tile(edges[:-1], n_clips),
+        np.tile(edges[1:], n_clips),
+        np.arange(n_clips + 1, dtype=np.int64) * n_frames,
+        [Path(f"{audio_id(str(f))}{SCORE_SUFFIX}") for f in filenames],
+    )
 
-    Frame ``i`` spans ``[i * frame_hop, (i + 1) * frame_hop)`` seconds. Scores are written with
-    ``decimals`` decimals (the sort order of scores that differ less than that is lost; the
-    tables stay small). The file is written beside its destination and moved into place.
-    """
-    p = Path(path)
-    scores = np.asarray(scores, dtype=np.float64)
-    if scores.ndim != 2 or scores.shape[1] != len(classes):
-        raise ValueError(f"scores of shape {scores.shape} for {len(classes)} classes")
-    edges = np.arange(scores.shape[0] + 1) * float(frame_hop)
-    table = np.column_stack((edges[:-1], edges[1:], scores))
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write("\t".join(["onset", "offset", *classes]) + "\n")
-            fmt = "\t".join(["%.6f", "%.6f"] + [f"%.{int(decimals)}f"] * len(classes))
-            np.savetxt(f, table, fmt=fmt, delimiter="\t")
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return p
+
+def write_score_tables(folder: str | os.PathLike, tables: ScoreTables, *, decimals: int = 6):
+    """Write every clip of ``tables`` as ``<folder>/<audio id>.tsv`` (see the module
+    docstring), each file written beside its destination and moved into place."""
+    root = Path(folder)
+    root.mkdir(parents=True, exist_ok=True)
+    header = "\t".join(["onset", "offset", *tables.classes]) + "\n"
+    fmt = "\t".join(["%.6f", "%.6f"] + [f"%.{int(decimals)}f"] * len(tables.classes))
+    for k, clip in enumerate(tables.clips):
+        lo, hi = tables.starts[k], tables.starts[k + 1]
+        table = np.column_stack((tables.onsets[lo:hi], tables.offsets[lo:hi], tables.scores[lo:hi]))
+        path = root / f"{clip}{SCORE_SUFFIX}"
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=root)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+                f.write(header)
+                np.savetxt(f, table, fmt=fmt, delimiter="\t")
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    return root
