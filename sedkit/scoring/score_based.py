@@ -115,7 +115,7 @@ def _grouped_searchsorted(
     return pos
 
 
-def _expand(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def expand_ranges(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """All pairs ``(i, j)`` with ``lo[i] <= j < hi[i]``, as two index arrays."""
     counts = np.maximum(hi - lo, 0)
     owner = np.repeat(np.arange(len(lo)), counts)
@@ -375,7 +375,7 @@ def _overlaps(runs: _Runs, target: np.ndarray, ref: Reference) -> _Overlaps:
     # The events of one class are disjoint, so their offsets are sorted within a clip too.
     lo = _grouped_searchsorted(g_clip, g_off, runs.clip, runs.onset, "right")
     hi = _grouped_searchsorted(g_clip, g_on, runs.clip, runs.offset, "left")
-    pair_run, pair_event = _expand(lo, hi)
+    pair_run, pair_event = expand_ranges(lo, hi)
     overlap = np.maximum(
         np.minimum(runs.offset[pair_run], g_off[pair_event])
         - np.maximum(runs.onset[pair_run], g_on[pair_event]),
@@ -463,7 +463,7 @@ def _cross_trigger_rates(runs: _Runs, relevant, length, ref: Reference, cttc, c,
     candidates = np.flatnonzero(~relevant)
     if candidates.size == 0 or len(ref.clip) == 0:
         return rates
-    owner, event = _expand(*_clip_event_ranges(ref, runs.clip[candidates]))
+    owner, event = expand_ranges(*_clip_event_ranges(ref, runs.clip[candidates]))
     r = candidates[owner]
     overlap = np.minimum(runs.offset[r], ref.offset[event]) - np.maximum(
         runs.onset[r], ref.onset[event]
@@ -503,7 +503,7 @@ def _collar_changes(runs: _Runs, target: np.ndarray, ref: Reference, collar: Col
     margin = collar.onset_collar + 10.0**-TIME_DECIMALS
     lo = _grouped_searchsorted(g_clip, g_on, runs.clip, runs.onset - margin, "left")
     hi = _grouped_searchsorted(g_clip, g_on, runs.clip, runs.onset + margin, "right")
-    pair_run, pair_event = _expand(lo, hi)
+    pair_run, pair_event = expand_ranges(lo, hi)
     allowed = np.maximum(collar.offset_collar, collar.offset_collar_rate * (g_off - g_on))
     hit = (_round(np.abs(runs.onset[pair_run] - g_on[pair_event]) - collar.onset_collar) <= 0) & (
         _round(np.abs(runs.offset[pair_run] - g_off[pair_event]) - allowed[pair_event]) <= 0
@@ -689,7 +689,7 @@ def segment_statistics(
         active = np.zeros(len(seg_clip), bool)
         first = np.floor(ref.onset[t] / segment_length).astype(np.int64) - 1
         last = np.ceil(ref.offset[t] / segment_length).astype(np.int64) + 1
-        owner, i = _expand(np.maximum(first, 0), np.minimum(last, n_segments[ref.clip[t]]))
+        owner, i = expand_ranges(np.maximum(first, 0), np.minimum(last, n_segments[ref.clip[t]]))
         g = t[owner]
         s_idx = seg_start[ref.clip[g]] + i
         overlaps = (seg_on[s_idx] < ref.offset[g]) & (seg_off[s_idx] > ref.onset[g])

@@ -396,21 +396,22 @@ def test_folder_files_without_threshold_are_skipped_with_a_warning(tmp_path, gt,
 
 
 def test_per_class_psd_roc_with_classes_absent_from_the_reference(tmp_path, monkeypatch):
-    """``classes`` may name classes without reference events (a system's classes); psds_eval's
-    per-class curves cover only the classes *it* knows (from the reference), so the plot gets
-    psds_eval's class list, one name per curve, "world" last, and the scores do not change."""
-    psds_eval = pytest.importorskip("psds_eval")
+    """``classes`` may name classes without reference events (a system's classes); the
+    per-class curves cover only the classes of the reference (as psds_eval's do), so the plot
+    gets that class list, one name per curve, and the scores do not change."""
+    from sedkit.scoring import plots as plots_module
+
     gt = write(tmp_path / "gt.tsv", [HEADER, *GT_ROWS])
     det = write(tmp_path / "det.tsv", [HEADER, *DET_ROWS])
     (tmp_path / "d.tsv").write_text(DURATIONS)
-    real_plot = psds_eval.plot_per_class_psd_roc
+    real_plot = plots_module.plot_score_psd_roc
     calls = []
 
-    def recording_plot(psd, class_names, **kwargs):
-        calls.append((psd.yp.shape[0], list(class_names)))
-        return real_plot(psd, class_names, **kwargs)
+    def recording_plot(curves, class_names, *args, **kwargs):
+        calls.append((len(curves["classes"]), list(class_names)))
+        return real_plot(curves, class_names, *args, **kwargs)
 
-    monkeypatch.setattr(psds_eval, "plot_per_class_psd_roc", recording_plot)
+    monkeypatch.setattr(plots_module, "plot_score_psd_roc", recording_plot)
     common = dict(
         ground_truth=gt,
         detections=det,
@@ -423,7 +424,7 @@ def test_per_class_psd_roc_with_classes_absent_from_the_reference(tmp_path, monk
     classes = ["Speech", "Cat", "Dog", "Alarm"]
     plots = tmp_path / "plots"
     metrics = score_sed(**common, classes=classes, plot_dir=plots)
-    assert calls == [(2, ["Dog", "Speech", "world"])]
+    assert calls == [(2, ["Dog", "Speech"])]
     assert (plots / "psds_small_roc.png").read_bytes().startswith(b"\x89PNG")
     assert (plots / "psds_small_roc_per_class.png").read_bytes().startswith(b"\x89PNG")
     assert list(metrics["classwise"]) == classes
