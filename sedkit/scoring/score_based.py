@@ -138,11 +138,12 @@ def _nearest_lower(s: np.ndarray, real: np.ndarray, step: int, strict: bool) -> 
     p = np.arange(len(s)) + step
     p[~real] = np.flatnonzero(~real)
     active = np.flatnonzero(real)
+    value = s[active]
     while active.size:
         q = p[active]
-        still = s[q] >= s[active] if strict else s[q] > s[active]
-        active = active[still]
-        p[active] = p[p[active]]
+        still = s[q] >= value if strict else s[q] > value
+        active, value, q = active[still], value[still], q[still]
+        p[active] = p[q]
     return p
 
 
