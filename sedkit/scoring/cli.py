@@ -52,11 +52,23 @@ _CUSTOM_PSDS_OPTIONS = {
 }
 
 
+def _num(value: Any) -> str:
+    return "     -" if value is None or not math.isfinite(value) else f"{value:6.4f}"
+
+
+def _classwise_table(classwise: dict[str, dict[str, float]], columns, width_each: int) -> list:
+    """A blank line, a header and one row per class of the ``(key, heading)`` columns."""
+    width = max(12, *(len(c) for c in classwise)) + 2
+    lines = ["", f"{'class':<{width}}" + "".join(f"{h:>{width_each}}" for _, h in columns)]
+    for label, values in classwise.items():
+        cells = (f"{_num(values.get(k, math.nan)):>{width_each}}" for k, _ in columns)
+        lines.append(f"{label:<{width}}" + "".join(cells))
+    return lines
+
+
 def format_metrics(metrics: dict[str, Any], scenarios: Sequence[PSDSParams] = ()) -> str:
     """A readable report of :func:`~sedkit.scoring.score_sed` results."""
-
-    def num(value: Any) -> str:
-        return "     -" if value is None or not math.isfinite(value) else f"{value:6.4f}"
+    num = _num
 
     lines = [
         f"{'':24}{'F1 macro':>10}{'F1 micro':>10}{'ER micro':>10}",
@@ -95,12 +107,7 @@ def format_metrics(metrics: dict[str, Any], scenarios: Sequence[PSDSParams] = ()
     ]
     classwise = metrics["classwise"]
     present = [(k, h) for k, h in columns if any(k in v for v in classwise.values())]
-    width = max(12, *(len(c) for c in classwise)) + 2
-    lines += ["", f"{'class':<{width}}" + "".join(f"{h:>8}" for _, h in present)]
-    for label, values in classwise.items():
-        lines.append(
-            f"{label:<{width}}" + "".join(f"{num(values.get(k, math.nan)):>8}" for k, _ in present)
-        )
+    lines += _classwise_table(classwise, present, 8)
     return "\n".join(lines)
 
 
@@ -360,9 +367,7 @@ def format_score_metrics(
     metrics: dict[str, Any], scenarios: Sequence[PSDSParams] = (), threshold: float = 0.5
 ) -> str:
     """A readable report of :func:`sedkit.scoring.score_based.score_folder` results."""
-
-    def num(value: Any) -> str:
-        return "     -" if value is None or not math.isfinite(value) else f"{value:6.4f}"
+    num = _num
 
     lines = []
     for params in scenarios:
@@ -395,13 +400,7 @@ def format_score_metrics(
     columns += [(f"{k}_f1", f"{k[:3]} F1") for k, _ in parts]
     columns += [(f"{k}_best_f1", f"{k[:3]} best") for k, _ in parts[:1]]
     columns += [(f"{k}_best_threshold", "at thr") for k, _ in parts[:1]]
-    classwise = metrics["classwise"]
-    width = max(12, *(len(c) for c in classwise)) + 2
-    lines += ["", f"{'class':<{width}}" + "".join(f"{h:>9}" for _, h in columns)]
-    for label, values in classwise.items():
-        lines.append(
-            f"{label:<{width}}" + "".join(f"{num(values.get(k, math.nan)):>9}" for k, _ in columns)
-        )
+    lines += _classwise_table(metrics["classwise"], columns, 9)
     return "\n".join(lines)
 
 

@@ -214,6 +214,21 @@ def macro_f1_of_counts(counts: OperatingPointCounts) -> list[tuple[float, dict[s
     return out
 
 
+def counts_for(
+    params: Any, ground_truth: pd.DataFrame, durations: pd.DataFrame, detections
+) -> OperatingPointCounts:
+    """:func:`count_operating_points` under the criteria of ``params`` (a
+    :class:`~sedkit.scoring.sed.PSDSParams`)."""
+    return count_operating_points(
+        ground_truth,
+        durations,
+        list(detections),
+        dtc=params.dtc_threshold,
+        gtc=params.gtc_threshold,
+        cttc=params.cttc_threshold,
+    )
+
+
 def psds_operating_points(
     ground_truth: pd.DataFrame,
     durations: pd.DataFrame,
@@ -222,14 +237,7 @@ def psds_operating_points(
 ) -> dict[str, Any]:
     """PSDS of one scenario (:class:`~sedkit.scoring.sed.PSDSParams`) over the operating
     points ``detections`` (threshold -> table)."""
-    counts = count_operating_points(
-        ground_truth,
-        durations,
-        list(detections.values()),
-        dtc=params.dtc_threshold,
-        gtc=params.gtc_threshold,
-        cttc=params.cttc_threshold,
-    )
+    counts = counts_for(params, ground_truth, durations, detections.values())
     return psds_of_counts(
         counts, alpha_ct=params.alpha_ct, alpha_st=params.alpha_st, max_efpr=params.max_efpr
     )

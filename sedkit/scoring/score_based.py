@@ -299,12 +299,19 @@ class Curve:
         return None
 
 
-def _curve(dense: tuple[np.ndarray, ...], sparse: _Sparse, n_ref: int) -> Curve:
+def _dense_part(dense: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
+    """The detection-count changes with their sorted unique scores and the count at each
+    (one sort per class, shared by every criteria set)."""
     d_score, d_change, d_clip = dense
     d_unique, d_inverse = np.unique(d_score, return_inverse=True)
     d_cum = _reverse_cumsum(
         np.bincount(d_inverse, d_change, len(d_unique)).round().astype(np.int64)
     )
+    return d_score, d_change, d_clip, d_unique, d_cum
+
+
+def _curve(dense: tuple[np.ndarray, ...], sparse: _Sparse, n_ref: int) -> Curve:
+    d_score, d_change, d_clip, d_unique, d_cum = dense
     s_score, s_tp, s_fp, s_rate, s_clip = sparse.arrays()
     s_unique, s_inverse = np.unique(s_score, return_inverse=True)
     sums = np.column_stack([np.bincount(s_inverse, w, len(s_unique)) for w in (s_tp, s_fp, s_rate)])
@@ -609,18 +616,32 @@ def intermediate_statistics(
     """Per criteria set (intersection criteria by name, and ``"collar"``), the
     :class:`Curve` of every class."""
     intersection = intersection or {}
+    names = list(intersection) + (["collar"] if collar is not None else [])
+    out: dict[str, list[Curve]] = {name: [] for name in names}
+    for _, curves in _class_curves(tables, ref, intersection, collar):
+        for name in names:
+            out[name].append(curves[name])
+    return out
+
+
+def _class_curves(
+    tables: ScoreTables,
+    ref: Reference,
+    intersection: Mapping[str, _Criteria],
+    collar: CollarParams | None,
+):
+    """Per class (one at a time, so that memory holds one class's changes), the
+    :class:`Curve` of each criteria set: yields ``(class index, {name: curve})``."""
     n_classes = len(tables.classes)
     n_ref = np.bincount(ref.label, minlength=n_classes)
     t_ref = np.bincount(ref.label, weights=ref.offset - ref.onset, minlength=n_classes)
     ct_weight = 1.0 / np.maximum(t_ref, 1e-12)
     names = list(intersection) + (["collar"] if collar is not None else [])
-    out: dict[str, list[Curve]] = {name: [] for name in names}
     # Only clips with a reference event need the runs: elsewhere every detection is a false
     # positive and the number of detections is all that counts.
-    with_events = np.unique(ref.clip)
-    blocks = _blocks(with_events, tables.starts)
+    blocks = _blocks(np.unique(ref.clip), tables.starts)
     for c in range(n_classes):
-        dense = _detection_count_changes(tables, c)
+        dense = _dense_part(_detection_count_changes(tables, c))
         sparse = {name: _Sparse() for name in names}
         for clips in blocks:
             runs = _runs(tables, clips, c)
@@ -633,9 +654,7 @@ def intermediate_statistics(
                 )
             if collar is not None:
                 _collar_changes(runs, target, block_ref, collar, sparse["collar"])
-        for name in names:
-            out[name].append(_curve(dense, sparse[name], int(n_ref[c])))
-    return out
+        yield c, {name: _curve(dense, sparse[name], int(n_ref[c])) for name in names}
 
 
 def segment_statistics(
@@ -700,7 +719,7 @@ def segment_statistics(
         sparse.add(seg_scores[active, c], seg_clip[active], tp=np.ones(active.sum()))
         sparse.add(seg_scores[active, c], seg_clip[active], fp=-np.ones(active.sum()))
         dense = (seg_scores[:, c], np.ones(len(seg_clip), np.int64), seg_clip)
-        curves.append(_curve(dense, sparse, int(active.sum())))
+        curves.append(_curve(_dense_part(dense), sparse, int(active.sum())))
     return curves
 
 
@@ -793,36 +812,42 @@ def _micro_f1(rows: Sequence[tuple[int, int]], n_ref: int) -> float:
     return float(2 * p * r / max(p + r, 1e-15))
 
 
-def f1_report(
-    curves: Sequence[Curve], classes: Sequence[str], threshold: float, prefix: str
-) -> dict[str, Any]:
-    """F1 at ``threshold`` and the best F1 per class, with macro and micro averages."""
-    classwise: dict[str, dict[str, float]] = {}
-    at, best = [], []
-    for name, curve in zip(classes, curves, strict=True):
-        tp_fp = curve.at(threshold)
-        f, p, r = (float(x) for x in f_score(*tp_fp, curve.n_ref))
-        bf, bt, b_counts = best_f1(curve)
-        classwise[name] = {
-            f"{prefix}_f1": f,
-            f"{prefix}_precision": p,
-            f"{prefix}_recall": r,
-            f"{prefix}_best_f1": bf,
-            f"{prefix}_best_threshold": bt,
-        }
-        at.append(tp_fp)
-        best.append(b_counts)
-    n_ref = sum(c.n_ref for c in curves)
-    out: dict[str, Any] = {
-        f"{prefix}_f1_macro": _average(classwise, f"{prefix}_f1"),
-        f"{prefix}_precision_macro": _average(classwise, f"{prefix}_precision"),
-        f"{prefix}_recall_macro": _average(classwise, f"{prefix}_recall"),
-        f"{prefix}_f1_micro": _micro_f1(at, n_ref),
-        f"{prefix}_best_f1_macro": _average(classwise, f"{prefix}_best_f1"),
-        f"{prefix}_best_f1_micro": _micro_f1(best, n_ref),
-        "classwise": classwise,
+@dataclass
+class _ClassF1:
+    """One class's F1 figures, and the counts they came from (for micro averages)."""
+
+    values: dict[str, float]
+    at: tuple[int, int]
+    best: tuple[int, int]
+    n_ref: int
+
+
+def _class_f1(curve: Curve, threshold: float, prefix: str) -> _ClassF1:
+    tp_fp = curve.at(threshold)
+    f, p, r = (float(x) for x in f_score(*tp_fp, curve.n_ref))
+    bf, bt, best = best_f1(curve)
+    values = {
+        f"{prefix}_f1": f,
+        f"{prefix}_precision": p,
+        f"{prefix}_recall": r,
+        f"{prefix}_best_f1": bf,
+        f"{prefix}_best_threshold": bt,
     }
-    return out
+    return _ClassF1(values, tp_fp, best, curve.n_ref)
+
+
+def _f1_averages(per_class: Mapping[str, _ClassF1], prefix: str) -> dict[str, float]:
+    """Macro averages (mean over classes) and micro averages (from summed counts)."""
+    values = {c: r.values for c, r in per_class.items()}
+    n_ref = sum(r.n_ref for r in per_class.values())
+    return {
+        f"{prefix}_f1_macro": _average(values, f"{prefix}_f1"),
+        f"{prefix}_precision_macro": _average(values, f"{prefix}_precision"),
+        f"{prefix}_recall_macro": _average(values, f"{prefix}_recall"),
+        f"{prefix}_f1_micro": _micro_f1([r.at for r in per_class.values()], n_ref),
+        f"{prefix}_best_f1_macro": _average(values, f"{prefix}_best_f1"),
+        f"{prefix}_best_f1_micro": _micro_f1([r.best for r in per_class.values()], n_ref),
+    }
 
 
 def _check_positive(params: Any) -> None:
@@ -866,49 +891,51 @@ def score_tables_metrics(
         criteria["intersection"] = _Criteria(
             intersection_f1.dtc_threshold, intersection_f1.gtc_threshold, None
         )
-    stats = intermediate_statistics(tables, ref, intersection=criteria, collar=collar)
-    metrics: dict[str, Any] = {}
+    if psds_scenarios and ref.durations is None:
+        raise ValueError("PSDS needs clip durations")
+    duration = float(np.sum(ref.durations)) if ref.durations is not None else math.nan
     classwise: dict[str, dict[str, float]] = {c: {} for c in tables.classes}
-    curves: dict[str, Any] = {}
-    if psds_scenarios:
-        if ref.durations is None:
-            raise ValueError("PSDS needs clip durations")
-        duration = float(np.sum(ref.durations))
+    rocs: dict[str, list] = {p.name: [] for p in psds_scenarios}
+    f1: dict[str, dict[str, _ClassF1]] = {}
+    # One class at a time: its curves are reduced to a staircase and F1 figures, then freed.
+    for c, curves in _class_curves(tables, ref, criteria, collar):
+        name = tables.classes[c]
         for params in psds_scenarios:
-            rocs = []
-            for c, curve in enumerate(stats[params.name]):
-                tpr, efpr = psd_roc_of_class(
-                    curve,
-                    dataset_duration=duration,
-                    alpha_ct=params.alpha_ct,
-                    n_other=n_classes - 1,
-                    max_efpr=params.max_efpr,
-                )
-                rocs.append((tpr, efpr))
-                classwise[tables.classes[c]][params.name] = (
-                    _staircase_area(tpr, efpr, params.max_efpr) / params.max_efpr
-                )
-            value, etpr, efpr = psds_from_class_rocs(
-                rocs, alpha_st=params.alpha_st, max_efpr=params.max_efpr
+            tpr, efpr = psd_roc_of_class(
+                curves[params.name],
+                dataset_duration=duration,
+                alpha_ct=params.alpha_ct,
+                n_other=n_classes - 1,
+                max_efpr=params.max_efpr,
             )
-            metrics[params.name] = value
-            if with_curves:
-                curves[params.name] = {"etpr": etpr, "efpr": efpr, "classes": rocs}
-    parts = []
-    if intersection_f1 is not None:
-        parts.append(("intersection", stats["intersection"]))
-    if collar is not None:
-        parts.append(("collar", stats["collar"]))
+            rocs[params.name].append((tpr, efpr))
+            classwise[name][params.name] = (
+                _staircase_area(tpr, efpr, params.max_efpr) / params.max_efpr
+            )
+        for prefix in ("intersection", "collar"):
+            if prefix in curves:
+                f1.setdefault(prefix, {})[name] = _class_f1(curves[prefix], threshold, prefix)
     if segment_length is not None:
-        parts.append(("segment", segment_statistics(tables, ref, segment_length)))
-    for prefix, part in parts:
-        report = f1_report(part, tables.classes, threshold, prefix)
-        for name, values in report.pop("classwise").items():
-            classwise[name].update(values)
-        metrics.update(report)
+        for name, curve in zip(
+            tables.classes, segment_statistics(tables, ref, segment_length), strict=True
+        ):
+            f1.setdefault("segment", {})[name] = _class_f1(curve, threshold, "segment")
+    metrics: dict[str, Any] = {}
+    curves_out: dict[str, Any] = {}
+    for params in psds_scenarios:
+        value, etpr, efpr = psds_from_class_rocs(
+            rocs[params.name], alpha_st=params.alpha_st, max_efpr=params.max_efpr
+        )
+        metrics[params.name] = value
+        curves_out[params.name] = {"etpr": etpr, "efpr": efpr, "classes": rocs[params.name]}
+    for prefix in ("intersection", "collar", "segment"):
+        if prefix in f1:
+            metrics.update(_f1_averages(f1[prefix], prefix))
+            for name, result in f1[prefix].items():
+                classwise[name].update(result.values)
     metrics["classwise"] = classwise
     if with_curves:
-        metrics["curves"] = curves
+        metrics["curves"] = curves_out
     return metrics
 
 

@@ -405,16 +405,9 @@ def _intersection_f1_job(
     params: PSDSParams,
 ) -> dict[str, tuple[float, dict[str, float]]]:
     """psds_eval's intersection-based macro F1 of each table (all tables at once)."""
-    from sedkit.scoring.operating_points import count_operating_points, macro_f1_of_counts
+    from sedkit.scoring.operating_points import counts_for, macro_f1_of_counts
 
-    counts = count_operating_points(
-        gt,
-        durations,
-        list(detections.values()),
-        dtc=params.dtc_threshold,
-        gtc=params.gtc_threshold,
-        cttc=params.cttc_threshold,
-    )
+    counts = counts_for(params, gt, durations, detections.values())
     out = {}
     for (key, det), f1 in zip(detections.items(), macro_f1_of_counts(counts), strict=True):
         # An empty table scores 0.0, as the DCASE baselines report it.

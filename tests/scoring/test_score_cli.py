@@ -92,10 +92,15 @@ def test_est_or_scores_is_required(capsys) -> None:
     assert "either --est" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("entry", ["sedkit", "module"])
-def test_score_command_loads_no_torch_and_no_plugins(entry: str) -> None:
+@pytest.mark.parametrize("entry", ["sedkit", "module", "threshold folder"])
+def test_score_command_loads_no_torch_and_no_plugins(entry: str, tmp_path: Path) -> None:
     argv = _argv()
-    if entry == "sedkit":
+    if entry == "threshold folder":
+        (tmp_path / "det_0.5.tsv").write_text(
+            "filename\tonset\toffset\tevent_label\nclip_00.wav\t0.5\t1.5\tAlarm\n"
+        )
+        argv = [*argv[:2], "--est", str(tmp_path), *argv[4:]]
+    if entry != "module":
         call = f"from sedkit.cli import main; code = main(['score', *{argv!r}, '--json'])"
     else:
         call = (
