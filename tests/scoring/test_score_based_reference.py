@@ -9,8 +9,10 @@ in its own venv, from the score tables and ground truth stored beside them. Rege
 (the tool's docstring gives the venv commands). The cases: random scores that loosely follow
 random events; edge cases (clips without events, events touching the clip ends, a class
 never present in the ground truth, ties in scores, one-frame events and detections, runs that
-merge near events); short events close together (collar matching); and any case added from a
-sedkit run's score tables.
+merge near events); short events close together (collar matching); and the score tables of a
+sedkit run (``sedkit_toy_run``: the engine's toy recipe, tests/engine/conftest.py, with 40
+validation clips, 3 epochs and a 0.05 s median filter; its ``predictions/scores``,
+``toy_gt.tsv`` and ``toy_durations.tsv`` added with ``--from-run``).
 """
 
 from __future__ import annotations
@@ -112,12 +114,13 @@ def test_equal_to_sed_scores_eval(case: Path) -> None:
 
 def test_cases_are_not_trivial() -> None:
     """The stored figures exercise the criteria: PSDS neither 0 nor 1 everywhere."""
+    generated = [c for c in CASES if c.name in ("random", "edge_cases", "short_events")]
     values = [
         json.loads((c / "expected.json").read_text())["psds"][s]["value"]
-        for c in CASES
+        for c in generated
         for s in ("psds1", "psds2")
     ]
-    assert len(CASES) >= 3
+    assert len(generated) == 3
     assert any(0.05 < v < 0.95 for v in values)
     assert len({round(v, 6) for v in values}) == len(values)
 
