@@ -22,15 +22,25 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from sedkit import __version__
-from sedkit.components import Command
+from sedkit.command import Command
 from sedkit.doctor import check_compiled_stack, doctor_main
 from sedkit.errors import UserError
-from sedkit.plugins import Plugins, get_plugins
+
+if TYPE_CHECKING:
+    from sedkit.plugins import Plugins
 
 log = logging.getLogger("sedkit")
+
+
+def get_plugins() -> Plugins:
+    """The installed plugins (imported here, not at start-up: plugins and the engine import
+    torch, which ``sedkit score`` and ``sedkit doctor`` must not wait for)."""
+    from sedkit.plugins import get_plugins as load
+
+    return load()
 
 
 class _ConsoleHandler(logging.StreamHandler):
@@ -236,6 +246,12 @@ class PredictCommand(Command):
         )
         parser.add_argument("--median-filter", type=float, metavar="SECONDS")
         parser.add_argument(
+            "--scores",
+            metavar="DIR",
+            help="folder for the frame score tables (<clip>.tsv, read by `sedkit score "
+            "--scores`; default: beside the -o output)",
+        )
+        parser.add_argument(
             "--mc-dropout",
             type=int,
             default=0,
@@ -325,6 +341,13 @@ def main(argv: list[str] | None = None) -> int:
     if positional[:1] == ["doctor"]:
         # Before any plugin is loaded: the doctor must speak in an environment that is broken.
         return doctor_main([a for a in argv if a not in ("doctor", "-v", "--verbose")])
+    if positional[:1] == ["score"]:
+        # Scoring reads tables: no torch, no plugins (they cost seconds and hundreds of MiB).
+        from sedkit.scoring.cli import main as score_main
+
+        rest = list(argv)
+        rest.remove("score")
+        return score_main([a for a in rest if a not in ("-v", "--verbose")], prog="sedkit score")
     try:
         # One clear line instead of plugins failing one by one and a traceback after them.
         check_compiled_stack()

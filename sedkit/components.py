@@ -23,9 +23,10 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
-if TYPE_CHECKING:
-    import argparse
+# Re-exported for plugins; defined without torch, so that `sedkit score` starts without it.
+from sedkit.command import Command  # noqa: F401
 
+if TYPE_CHECKING:
     from sedkit.data.features import FeatureExtractor
     from sedkit.data.labels import LabelEncoder
 
@@ -359,16 +360,3 @@ class Callback:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         pass
-
-
-class Command:
-    """A ``sedkit`` subcommand contributed by a plugin (``sedkit NAME ...``)."""
-
-    help: ClassVar[str] = ""
-
-    @classmethod
-    def add_arguments(cls, parser: "argparse.ArgumentParser") -> None: ...
-
-    @classmethod
-    def run(cls, args: "argparse.Namespace") -> int:
-        raise NotImplementedError

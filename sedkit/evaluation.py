@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -12,7 +13,18 @@ import torch
 from sedkit.components import Batch, Predictor, ScoringReference
 from sedkit.data.labels import LabelEncoder
 from sedkit.recipe import DecodingParams
-from sedkit.scoring import classification_metrics, score_sed, write_detections
+from sedkit.scoring import (
+    PSDS1,
+    PSDS2,
+    ScoringWarning,
+    classification_metrics,
+    read_durations,
+    read_ground_truth,
+    score_sed,
+    write_detections,
+)
+from sedkit.scoring.score_based import align_reference, score_tables_metrics
+from sedkit.scoring.score_tables import ScoreTables, tables_from_probs, write_score_tables
 
 
 def psds_thresholds(n: int) -> list[float]:
@@ -32,6 +44,23 @@ def collect_frame_probs(
     return names, torch.cat(probs) if probs else torch.empty(0)
 
 
+def frame_score_tables(
+    names: list[str], probs: torch.Tensor, encoder: LabelEncoder, decoding: DecodingParams
+) -> ScoreTables:
+    """The frame scores of validation or test clips as score tables, median filtered as the
+    decoder filters decisions, so that thresholding a table at ``t`` (scores > t) gives the
+    detections decoded at ``t``."""
+    filters = encoder._per_class(decoding.median_filter_s, "median_filter_s")
+    return tables_from_probs(
+        names,
+        probs.numpy(),
+        encoder.classes,
+        frame_hop=encoder.frame_hop_s,
+        duration=encoder.clip_duration_s,
+        median_filter_frames=[int(round(s / encoder.frame_hop_s)) for s in filters],
+    )
+
+
 def evaluate_sed(
     predictor: Predictor,
     loader: Iterable[Batch],
@@ -42,15 +71,20 @@ def evaluate_sed(
     with_psds: bool,
     out_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """Score validation detections with sed_eval (and psds_eval when ``with_psds``).
+    """Score validation detections with sed_eval, and PSDS when ``with_psds``.
 
-    With ``out_dir``, writes ``validation_detections.tsv`` (at ``decoding.threshold``) and
-    ``psds/<threshold>.tsv`` for each PSDS operating point, readable by ``sedkit score``, and
-    the PSD-ROC curves as PNG into ``out_dir/../plots``.
+    ``psds1``/``psds2`` are psds_eval's, over ``decoding.psds_thresholds`` operating points;
+    ``psds1_from_scores``/``psds2_from_scores`` are exact, over all thresholds, from the frame
+    scores (:mod:`sedkit.scoring.score_based`, as sed_scores_eval computes them). With
+    ``out_dir``, writes ``validation_detections.tsv`` (at ``decoding.threshold``),
+    ``psds/<threshold>.tsv`` for each operating point and ``scores/<clip>.tsv`` (the frame
+    score tables), all readable by ``sedkit score``, and the PSD-ROC curves as PNG into
+    ``out_dir/../plots``.
     """
     names, probs = collect_frame_probs(predictor, loader)
     decode = dict(median_filter_s=decoding.median_filter_s)
     detections = encoder.decode_batch(names, probs, threshold=decoding.threshold, **decode)
+    tables = frame_score_tables(names, probs, encoder, decoding)
     psds_detections = None
     if with_psds:
         psds_detections = {
@@ -59,9 +93,10 @@ def evaluate_sed(
         }
     if out_dir is not None:
         write_detections(detections, out_dir / "validation_detections.tsv", overwrite=True)
+        write_score_tables(out_dir / "scores", tables)
         for th, det in (psds_detections or {}).items():
             write_detections(det, out_dir / "psds" / f"{th:.6f}.tsv", overwrite=True)
-    return score_sed(
+    metrics = score_sed(
         ground_truth=reference.ground_truth_tsv,
         detections=detections,
         durations=reference.durations_tsv,
@@ -69,6 +104,26 @@ def evaluate_sed(
         classes=encoder.classes,
         plot_dir=out_dir.parent / "plots" if out_dir is not None and with_psds else None,
     )
+    if with_psds:
+        metrics.update(_score_based_psds(tables, reference))
+    return metrics
+
+
+def _score_based_psds(tables: ScoreTables, reference: ScoringReference) -> dict[str, float]:
+    """PSDS1 and PSDS2 of the frame scores over all thresholds (classes without a reference
+    event left out, as psds_eval leaves them out)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ScoringWarning)
+        tables, ref = align_reference(
+            tables,
+            read_ground_truth(reference.ground_truth_tsv),
+            read_durations(reference.durations_tsv),
+            allow_unknown_clips=True,
+        )
+    found = score_tables_metrics(
+        tables, ref, psds_scenarios=(PSDS1, PSDS2), collar=None, segment_length=None
+    )
+    return {"psds1_from_scores": found["psds1"], "psds2_from_scores": found["psds2"]}
 
 
 def evaluate_classification(

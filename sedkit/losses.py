@@ -66,6 +66,20 @@ def masked_bce_with_logits(logits: Tensor, targets: Tensor, mask: Tensor | None 
         return (per_entry * weights).sum() / weights.sum().clamp_min(1.0)
 
 
+def logits_of(logits: Tensor | None, probs: Tensor | None, eps: float = 1e-6) -> Tensor:
+    """The logits a loss should take: the model's own when it gives them; for a model that gives
+    only probabilities, their inverse sigmoid (probabilities clamped to [eps, 1 - eps], float32;
+    such a model's saturated outputs keep no gradient, which is why sedkit's models give logits).
+    """
+    if logits is not None:
+        return logits
+    if probs is None:
+        raise ValueError("the model gives neither logits nor probabilities for this output")
+    with torch.autocast(device_type=probs.device.type, enabled=False):
+        p = probs.float().clamp(eps, 1.0 - eps)
+        return torch.log(p) - torch.log1p(-p)
+
+
 def zero_loss(like: Tensor) -> Tensor:
     """A zero scalar on ``like``'s graph (a loss term over zero examples)."""
     return like.float().sum() * 0.0

@@ -17,6 +17,7 @@ from sedkit.mc_dropout import mc_dropout_passes, mean_and_std
 from sedkit.outputs import check_output, write_output
 from sedkit.plugins import Plugins
 from sedkit.scoring import write_detections
+from sedkit.scoring.score_tables import ScoreTables, tables_from_probs, write_score_tables
 from sedkit.trained_run import TrainedRun, load_trained_run
 
 log = logging.getLogger("sedkit")
@@ -60,10 +61,13 @@ def predict_command(args: argparse.Namespace, *, plugins: Plugins) -> int:
         raise UserError("predict: --thresholds writes one file per threshold: give -o FOLDER")
     if args.mc_dropout and output is None:
         raise UserError("predict: --mc-dropout also writes uncertainties: give -o FILE")
+    scores_dir = score_tables_folder(output, args.scores, bool(args.thresholds))
     if output is not None:  # refused before any work; nothing is written
         check_output(output, overwrite=args.overwrite, what="folder" if args.thresholds else "file")
         if args.mc_dropout:
             check_output(_uncertainty_path(output), overwrite=args.overwrite)
+    if scores_dir is not None and scores_dir.exists() and not args.overwrite:
+        raise UserError(f"{scores_dir}: exists; use --overwrite to replace the score tables")
     trained = load_trained_run(
         args.run_dir, plugins=plugins, checkpoint=args.checkpoint, device=args.device
     )
@@ -83,6 +87,7 @@ def predict_command(args: argparse.Namespace, *, plugins: Plugins) -> int:
 
     tables: dict[float, list[pd.DataFrame]] = {th: [] for th in thresholds}
     uncertainty: list[pd.DataFrame] = []
+    score_tables: list[ScoreTables] = []
     for length, clips in sorted(by_length.items()):
         encoder = trained.encoder_for(length)
         for i in range(0, len(clips), args.batch_size):
@@ -97,6 +102,18 @@ def predict_command(args: argparse.Namespace, *, plugins: Plugins) -> int:
                 )
             if std is not None:
                 uncertainty.append(_uncertainty_table(names, trained.classes, probs, std))
+            if scores_dir is not None:
+                filters = encoder._per_class(median, "median_filter_s")
+                score_tables.append(
+                    tables_from_probs(
+                        names,
+                        probs.detach().float().cpu().numpy(),
+                        trained.classes,
+                        frame_hop=encoder.frame_hop_s,
+                        duration=encoder.clip_duration_s,
+                        median_filter_frames=[round(f / encoder.frame_hop_s) for f in filters],
+                    )
+                )
 
     for th, frames in tables.items():
         detections = pd.concat(frames, ignore_index=True)
@@ -106,6 +123,10 @@ def predict_command(args: argparse.Namespace, *, plugins: Plugins) -> int:
         path = output / f"{th:.6f}.tsv" if args.thresholds else output
         write_detections(detections, path, overwrite=args.overwrite)
         log.info("%d events in %d files written to %s", len(detections), len(files), path)
+    for table in score_tables:
+        write_score_tables(scores_dir, table)
+    if score_tables:
+        log.info("frame score tables of %d files written to %s", len(files), scores_dir)
     if uncertainty:
         text = pd.concat(uncertainty, ignore_index=True).to_csv(
             sep="\t", index=False, float_format="%.4f"
@@ -119,6 +140,19 @@ def predict_command(args: argparse.Namespace, *, plugins: Plugins) -> int:
 
 def _uncertainty_path(output: Path) -> Path:
     return output.with_name(output.stem + ".uncertainty.tsv")
+
+
+def score_tables_folder(
+    output: Path | None, scores: str | None, per_threshold: bool
+) -> Path | None:
+    """Where ``predict`` writes the frame score tables (``sedkit score --scores`` reads them):
+    ``--scores DIR``; else beside the detections: ``FOLDER/scores`` with ``--thresholds``,
+    ``NAME_scores/`` next to ``-o NAME.tsv``; none when detections go to stdout."""
+    if scores is not None:
+        return Path(scores)
+    if output is None:
+        return None
+    return output / "scores" if per_threshold else output.with_name(f"{output.stem}_scores")
 
 
 def _uncertainty_table(

@@ -49,7 +49,7 @@ concatenated batch of labeled, weak and strong examples).
 
 Multi-label SED (recipes with ``task: sed``; the mode follows the task): sigmoid per class with
 the temperature applied to logits (``frame_logits``/``clip_logits`` where the model gives them,
-otherwise logit(p), e.g. of the CRNN's attention-pooled clip probabilities). Pseudo-label
+otherwise logit(p) via sedkit.losses.logits_of; the CRNN gives exact clip logits). Pseudo-label
 y_c = 1 where class c is confidently present (p_c >= tau; mu_c - sigma_c > tau for FMUC). A
 class is confidently absent where p_c <= tau_neg (mu_c + sigma_c < tau_neg; two thresholds:
 mu_c <= tau_neg and sigma_c < std_threshold), tau_neg = ``negative_threshold`` or 1 - tau (the
@@ -96,6 +96,7 @@ from sedkit.components import (
 )
 from sedkit.data.augment import make_generator
 from sedkit.data.spec_augment import SpecAugmentParams, augment_spectrogram
+from sedkit.losses import logits_of
 from sedkit.mc_dropout import eval_mode, mc_dropout_passes, mean_and_std
 
 Selection = Literal["confidence", "mean_minus_std", "two_thresholds"]
@@ -230,12 +231,6 @@ def tempered_sigmoid(logits: Tensor, temperature: float) -> Tensor:
     return torch.sigmoid(logits.float() / temperature)
 
 
-def logit(probs: Tensor, eps: float = 1e-6) -> Tensor:
-    """Inverse sigmoid of probabilities, clamped to [eps, 1 - eps], in float32."""
-    p = probs.float().clamp(eps, 1.0 - eps)
-    return torch.log(p) - torch.log1p(-p)
-
-
 def select_single_label(
     mean: Tensor,
     std: Tensor,
@@ -356,21 +351,12 @@ class FixMatch(PseudoLabeler):
             if out.clip_logits is None:
                 raise ValueError(f"{type(self).__name__} needs clip_logits from the model")
             return (out.clip_logits.float(),)
-        if out.clip_logits is not None:
-            clip = out.clip_logits.float()
-        elif out.clip_probs is not None:
-            clip = logit(out.clip_probs)
-        else:
-            raise ValueError("multi-label pseudo-labels need clip_probs or clip_logits")
+        clip = logits_of(out.clip_logits, out.clip_probs).float()
         if not self.params.frame_level:
             return (clip,)
-        if out.frame_logits is not None:
-            frame = out.frame_logits.float()
-        elif out.frame_probs is not None:
-            frame = logit(out.frame_probs)
-        else:
+        if out.frame_logits is None and out.frame_probs is None:
             raise ValueError("frame_level: the model gives no frame outputs")
-        return clip, frame
+        return clip, logits_of(out.frame_logits, out.frame_probs).float()
 
     def weak_logits(self, model: torch.nn.Module, weak_view: Tensor) -> tuple[Tensor, ...]:
         """Logits of the weak view for each pass, ``[N, B, ...]`` per output (no gradient)."""

@@ -32,7 +32,7 @@ from sedkit.components import (
     example_mask,
 )
 from sedkit.errors import UserError
-from sedkit.losses import masked_bce_with_logits, pool_clip_logits, zero_loss
+from sedkit.losses import logits_of, masked_bce_with_logits, pool_clip_logits, zero_loss
 
 MASKED = -1  # stored pseudo-label value of a (clip or frame, class) entry left out of the loss
 
@@ -271,10 +271,10 @@ class TriTraining(PseudoLabeler):
 
     def _stage2_loss(self, step: Step) -> dict[str, Tensor]:
         out, batch = step.out, step.batch
-        if out.frame_logits is None or out.clip_logits is None:
-            raise ValueError("tri-training stage 2 needs the model's frame_logits and clip_logits")
-        clip_targets, frame_targets = self.lookup(batch.filenames, out.frame_logits.shape[1])
-        device = out.frame_logits.device
+        frame_logits = logits_of(out.frame_logits, out.frame_probs)
+        clip_logits = logits_of(out.clip_logits, out.clip_probs)
+        clip_targets, frame_targets = self.lookup(batch.filenames, frame_logits.shape[1])
+        device = frame_logits.device
         clip_targets = clip_targets.to(device, non_blocking=True)
         frame_targets = frame_targets.to(device, non_blocking=True)
         size = len(batch)
@@ -284,8 +284,8 @@ class TriTraining(PseudoLabeler):
         no_weak = ~example_mask(batch.weak_mask, size, device)
         frame_kept = (frame_targets != MASKED) & no_strong[:, None, None]
         clip_kept = (clip_targets != MASKED) & no_weak[:, None]
-        frame = masked_bce_with_logits(out.frame_logits, frame_targets.clamp(min=0), frame_kept)
-        clip = masked_bce_with_logits(out.clip_logits, clip_targets.clamp(min=0), clip_kept)
+        frame = masked_bce_with_logits(frame_logits, frame_targets.clamp(min=0), frame_kept)
+        clip = masked_bce_with_logits(clip_logits, clip_targets.clamp(min=0), clip_kept)
         # Shares of the entries open to pseudo-labels; device sums, read once per epoch.
         self._frame_kept = self._frame_kept + frame_kept.sum()
         self._frame_total = self._frame_total + no_strong.sum() * frame_kept[0].numel()

@@ -1,13 +1,22 @@
-"""``sedkit score``: score detections against a ground truth, as a table or JSON.
+"""``sedkit score``: score detections or frame scores against a ground truth, as a table or JSON.
 
+    sedkit score --ref GT.tsv --scores DIR [--meta DURATIONS.tsv] [--threshold 0.5]
     sedkit score --ref GT.tsv --est PRED.tsv [--meta DURATIONS.tsv]
     sedkit score --ref GT.tsv --est DIR --meta DURATIONS.tsv [--threshold 0.5] [--plot-dir DIR]
                  [--overwrite]
 
-With a folder, every ``*.tsv``/``*.csv`` inside is one operating point whose decision threshold
-is read from its name (``baseline_0.5.csv``); PSDS uses them all, the event- and segment-based
-scores use the one at ``--threshold``. PSD-ROC images already in ``--plot-dir`` are kept
-unless ``--overwrite`` is given.
+``--scores``: a folder of frame score tables (one ``<clip>.tsv`` per clip, as ``sedkit run``
+and ``sedkit predict`` write them and sed_scores_eval reads them). PSDS is exact, over all
+thresholds (:mod:`sedkit.scoring.score_based`); collar-based (event), segment-based and
+intersection-based F1 are given at ``--threshold`` and at each class's best threshold.
+
+``--est``: thresholded detections (sed_eval, psds_eval). With a folder, every
+``*.tsv``/``*.csv`` inside is one operating point whose decision threshold is read from its
+name (``baseline_0.5.csv``); PSDS uses them all, the event- and segment-based scores use the
+one at ``--threshold`` or, when there is none, the nearest (saying so). PSD-ROC images already
+in ``--plot-dir`` are kept unless ``--overwrite`` is given.
+
+Neither path imports torch or the plugins.
 """
 
 from __future__ import annotations
@@ -21,7 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sedkit.components import Command
+from sedkit.command import Command
 from sedkit.errors import InputFileError, UserError
 from sedkit.scoring.sed import (
     PSDS1,
@@ -43,11 +52,23 @@ _CUSTOM_PSDS_OPTIONS = {
 }
 
 
+def _num(value: Any) -> str:
+    return "     -" if value is None or not math.isfinite(value) else f"{value:6.4f}"
+
+
+def _classwise_table(classwise: dict[str, dict[str, float]], columns, width_each: int) -> list:
+    """A blank line, a header and one row per class of the ``(key, heading)`` columns."""
+    width = max(12, *(len(c) for c in classwise)) + 2
+    lines = ["", f"{'class':<{width}}" + "".join(f"{h:>{width_each}}" for _, h in columns)]
+    for label, values in classwise.items():
+        cells = (f"{_num(values.get(k, math.nan)):>{width_each}}" for k, _ in columns)
+        lines.append(f"{label:<{width}}" + "".join(cells))
+    return lines
+
+
 def format_metrics(metrics: dict[str, Any], scenarios: Sequence[PSDSParams] = ()) -> str:
     """A readable report of :func:`~sedkit.scoring.score_sed` results."""
-
-    def num(value: Any) -> str:
-        return "     -" if value is None or not math.isfinite(value) else f"{value:6.4f}"
+    num = _num
 
     lines = [
         f"{'':24}{'F1 macro':>10}{'F1 micro':>10}{'ER micro':>10}",
@@ -86,12 +107,7 @@ def format_metrics(metrics: dict[str, Any], scenarios: Sequence[PSDSParams] = ()
     ]
     classwise = metrics["classwise"]
     present = [(k, h) for k, h in columns if any(k in v for v in classwise.values())]
-    width = max(12, *(len(c) for c in classwise)) + 2
-    lines += ["", f"{'class':<{width}}" + "".join(f"{h:>8}" for _, h in present)]
-    for label, values in classwise.items():
-        lines.append(
-            f"{label:<{width}}" + "".join(f"{num(values.get(k, math.nan)):>8}" for k, _ in present)
-        )
+    lines += _classwise_table(classwise, present, 8)
     return "\n".join(lines)
 
 
@@ -112,7 +128,7 @@ def _float_in(lo: float, hi: float | None = None):
 class ScoreCommand(Command):
     """``sedkit score``: event/segment F1 (sed_eval), PSDS and intersection F1 (psds_eval)."""
 
-    help = "score SED detections against a ground truth (sed_eval, psds_eval)"
+    help = "score SED frame scores or detections against a ground truth (PSDS, F1)"
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
@@ -125,11 +141,17 @@ class ScoreCommand(Command):
         )
         parser.add_argument(
             "--est",
-            required=True,
             type=Path,
             metavar="PRED.tsv|DIR",
             help="detections, or a folder of one detection file per decision "
             "threshold (threshold read from the file name) for PSDS",
+        )
+        parser.add_argument(
+            "--scores",
+            type=Path,
+            metavar="DIR",
+            help="a folder of frame score tables (<clip>.tsv: onset offset <class>...): "
+            "exact PSDS over all thresholds, F1 at --threshold and at the best threshold",
         )
         parser.add_argument(
             "--meta",
@@ -143,7 +165,8 @@ class ScoreCommand(Command):
             type=_float_in(0.0, 1.0),
             default=0.5,
             help="with --est DIR: the threshold whose file gets the event- and "
-            "segment-based scores (default 0.5)",
+            "segment-based scores (or the nearest one); with --scores: the decision threshold "
+            "of the F1 scores (default 0.5)",
         )
         parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
         parser.add_argument(
@@ -222,10 +245,15 @@ class ScoreCommand(Command):
 
     @classmethod
     def run(cls, args: argparse.Namespace) -> int:
+        if (args.est is None) == (args.scores is None):
+            raise UserError("give either --est (detections) or --scores (frame score tables)")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ScoringWarning)
             try:
-                metrics, detections, scenarios = cls._score(args)
+                if args.scores is not None:
+                    metrics, source, scenarios = cls._score_tables(args)
+                else:
+                    metrics, source, scenarios = cls._score(args)
             finally:
                 for warning in caught:
                     if issubclass(warning.category, ScoringWarning):
@@ -236,10 +264,50 @@ class ScoreCommand(Command):
                         )
         if args.json:
             print(metrics_to_json(metrics))
+        elif args.scores is not None:
+            print(f"ground truth {args.ref}\nscores       {source} ({metrics['n_clips']} clips)\n")
+            print(format_score_metrics(metrics, scenarios, args.threshold))
         else:
-            print(f"ground truth {args.ref}\ndetections   {detections}\n")
+            print(f"ground truth {args.ref}\ndetections   {source}\n")
             print(format_metrics(metrics, scenarios))
         return 0
+
+    @classmethod
+    def _score_tables(cls, args: argparse.Namespace) -> tuple[dict[str, Any], Path, list]:
+        from sedkit.scoring.score_based import CollarParams, score_folder
+
+        scenarios = cls.scenarios(args)
+        if scenarios and args.meta is None:
+            if any(p.name == "psds_custom" for p in scenarios) or args.plot_dir is not None:
+                raise UserError("PSDS needs clip durations: pass --meta DURATIONS.tsv")
+            print(
+                "sedkit: note: no --meta DURATIONS.tsv: F1 only (PSDS needs clip durations)",
+                file=sys.stderr,
+            )
+            scenarios = []
+        if args.plot_dir is not None and scenarios and not args.overwrite:
+            _refuse_existing_plots(args.plot_dir, scenarios)
+        try:
+            metrics = score_folder(
+                args.scores,
+                args.ref,
+                args.meta,
+                psds_scenarios=scenarios,
+                threshold=args.threshold,
+                collar=CollarParams(args.t_collar, args.t_collar, args.percentage_of_length),
+                segment_length=args.time_resolution,
+                allow_unknown_clips=args.allow_unknown_clips,
+                with_curves=args.plot_dir is not None,
+            )
+        except ValueError as e:  # criteria the score-based scorer cannot take (e.g. dtc 0)
+            raise UserError(str(e)) from None
+        curves = metrics.pop("curves", None)
+        if args.plot_dir is not None and curves:
+            from sedkit.scoring.plots import plot_score_psd_roc
+
+            for name, curve in curves.items():
+                plot_score_psd_roc(curve, list(metrics["classwise"]), args.plot_dir, name=name)
+        return metrics, args.scores, scenarios
 
     @classmethod
     def _score(cls, args: argparse.Namespace) -> tuple[dict[str, Any], Path, list[PSDSParams]]:
@@ -248,16 +316,20 @@ class ScoreCommand(Command):
         scenarios = cls.scenarios(args)
         est: Path = args.est
         psds_detections = None
+        used_threshold = None
         if est.is_dir():
             files = detection_files_by_threshold(est, exclude=(args.ref, args.meta))
-            chosen = next((p for t, p in files.items() if math.isclose(t, args.threshold)), None)
-            if chosen is None:
-                raise InputFileError(
-                    est,
-                    f"no detection file for --threshold {args.threshold:g}; thresholds found: "
-                    + ", ".join(f"{t:g}" for t in files),
+            # The nearest threshold (the lower one of two as near).
+            used_threshold = min(files, key=lambda t: (round(abs(t - args.threshold), 9), t))
+            detections = files[used_threshold]
+            if not math.isclose(used_threshold, args.threshold):
+                # Most psds_eval-style folders have no file at exactly 0.5: use the nearest.
+                print(
+                    f"sedkit: note: {est} has no detection file for --threshold "
+                    f"{args.threshold:g}; event- and segment-based scores use the nearest "
+                    f"threshold, {used_threshold:g} ({detections.name})",
+                    file=sys.stderr,
                 )
-            detections = chosen
             psds_detections = files if scenarios else None
             if scenarios and args.meta is None:
                 raise UserError("PSDS needs clip durations: pass --meta DURATIONS.tsv")
@@ -286,7 +358,50 @@ class ScoreCommand(Command):
             allow_unknown_clips=args.allow_unknown_clips,
             plot_dir=args.plot_dir,
         )
+        if used_threshold is not None:
+            metrics["threshold"] = used_threshold
         return metrics, detections, scenarios
+
+
+def format_score_metrics(
+    metrics: dict[str, Any], scenarios: Sequence[PSDSParams] = (), threshold: float = 0.5
+) -> str:
+    """A readable report of :func:`sedkit.scoring.score_based.score_folder` results."""
+    num = _num
+
+    lines = []
+    for params in scenarios:
+        if params.name in metrics:
+            lines.append(
+                f"{params.name.upper():24}{num(metrics[params.name]):>10}  (all thresholds; dtc "
+                f"{params.dtc_threshold:g}, gtc {params.gtc_threshold:g}, cttc "
+                f"{params.cttc_threshold:g}, alpha_ct {params.alpha_ct:g}, alpha_st "
+                f"{params.alpha_st:g}, max_efpr {params.max_efpr:g})"
+            )
+    parts = [
+        ("collar", "collar-based (event)"),
+        ("segment", "segment-based"),
+        ("intersection", "intersection-based"),
+    ]
+    parts = [(k, label) for k, label in parts if f"{k}_f1_macro" in metrics]
+    if parts:
+        if lines:
+            lines.append("")
+        lines.append(
+            f"{'':24}{'F1 macro':>10}{'F1 micro':>10}{'best F1':>10}"
+            f"   (F1 at threshold {threshold:g}; best F1: each class at its best threshold)"
+        )
+        for key, label in parts:
+            lines.append(
+                f"{label:24}{num(metrics[f'{key}_f1_macro']):>10}"
+                f"{num(metrics[f'{key}_f1_micro']):>10}{num(metrics[f'{key}_best_f1_macro']):>10}"
+            )
+    columns = [(f"{p.name}", p.name.upper()) for p in scenarios]
+    columns += [(f"{k}_f1", f"{k[:3]} F1") for k, _ in parts]
+    columns += [(f"{k}_best_f1", f"{k[:3]} best") for k, _ in parts[:1]]
+    columns += [(f"{k}_best_threshold", "at thr") for k, _ in parts[:1]]
+    lines += _classwise_table(metrics["classwise"], columns, 9)
+    return "\n".join(lines)
 
 
 def _refuse_existing_plots(plot_dir: Path, scenarios: Sequence[PSDSParams]) -> None:
@@ -301,9 +416,9 @@ def _refuse_existing_plots(plot_dir: Path, scenarios: Sequence[PSDSParams]) -> N
         raise UserError(f"{names}: exists; use --overwrite to replace the PSD-ROC plots")
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, prog: str = "python -m sedkit.scoring") -> int:
     """Run ``sedkit score`` standalone: user errors print ``sedkit: error: ...``, exit code 2."""
-    parser = argparse.ArgumentParser(prog="sedkit score", description=ScoreCommand.help)
+    parser = argparse.ArgumentParser(prog=prog, description=ScoreCommand.help)
     ScoreCommand.add_arguments(parser)
     args = parser.parse_args(argv)
     try:

@@ -1,4 +1,4 @@
-"""PNG figures of scores: PSD-ROC curves (drawn by psds_eval) and confusion matrices.
+"""PNG figures of scores: PSD-ROC curves and confusion matrices.
 
 Figures are built with ``matplotlib.figure.Figure`` directly (no pyplot state, no display), so
 they can be written from any thread or process, headless.
@@ -17,37 +17,57 @@ from matplotlib.figure import Figure
 def plot_psd_roc(
     result: dict[str, Any], classes: Sequence[str], out_dir: Path, *, name: str
 ) -> list[Path]:
-    """Save the PSD-ROC of one PSDS scenario (and its per-class curves when computed).
+    """Save the PSD-ROC of one PSDS scenario over operating points (thresholded detections):
+    ``result`` as :func:`sedkit.scoring.operating_points.psds_of_counts` returns it (``etpr``
+    over ``efpr``, and per-class ``tpr_vs_efpr`` on the same grid when computed)."""
+    grid = result["efpr"]
+    per_class = result.get("tpr_vs_efpr")
+    curves = {
+        "etpr": result["etpr"],
+        "efpr": grid,
+        "classes": None if per_class is None else [(tpr, grid) for tpr in per_class],
+    }
+    return plot_score_psd_roc(
+        curves, classes, out_dir, name=name, max_efpr=result["max_efpr"], source="operating points"
+    )
 
-    ``result`` is what the scoring job returns: ``psds`` (psds_eval's ``PSDS``) and optionally
-    ``tpr_vs_efpr`` (psds_eval's per-class ``PSDROC``). Returns the written paths.
-    """
-    from psds_eval import plot_per_class_psd_roc
-    from psds_eval import plot_psd_roc as psds_eval_plot_psd_roc
 
+def plot_score_psd_roc(
+    curves: dict[str, Any],
+    classes: Sequence[str],
+    out_dir: Path,
+    *,
+    name: str,
+    max_efpr: float | None = None,
+    source: str = "all thresholds",
+) -> list[Path]:
+    """Save a PSD-ROC: the multi-class curve (``curves["etpr"]`` over ``curves["efpr"]``) as
+    ``<name>_roc.png`` and, when ``curves["classes"]`` holds (TPR, eFPR) per class, the
+    per-class curves as ``<name>_roc_per_class.png``. Returns the written paths."""
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = []
+    if max_efpr is None:
+        max_efpr = float(curves["efpr"][-1])
     fig = Figure(figsize=(7, 7))
     axes = fig.add_subplot()
-    psds_eval_plot_psd_roc(result["psds"], axes=axes)
-    path = out_dir / f"{name}_roc.png"
-    fig.savefig(path, dpi=100)
-    written.append(path)
-    if result.get("tpr_vs_efpr") is not None:
-        fig = Figure(figsize=(9, 7))
-        axes = fig.add_subplot()
-        # psds_eval expects the class list with its injected "world" class last.
-        plot_per_class_psd_roc(
-            result["tpr_vs_efpr"],
-            [*classes, "world"],
-            max_efpr=result["psds"].max_efpr,
-            axes=axes,
-            title=f"Per-class PSD-ROC ({name})",
-            xlabel=f"eFPR per {result['psds'].duration_unit}",
-        )
-        path = out_dir / f"{name}_roc_per_class.png"
-        fig.savefig(path, dpi=100)
-        written.append(path)
+    axes.step(curves["efpr"], curves["etpr"], where="post")
+    axes.set(xlim=(0, max_efpr), ylim=(0, 1.02), xlabel="eFPR per hour", ylabel="eTPR")
+    axes.set_title(f"PSD-ROC ({name}, {source})")
+    axes.grid(True, alpha=0.3)
+    written = [out_dir / f"{name}_roc.png"]
+    fig.savefig(written[0], dpi=100)
+    if curves.get("classes") is None:
+        return written
+    fig = Figure(figsize=(9, 7))
+    axes = fig.add_subplot()
+    for label, (tpr, efpr) in zip(classes, curves["classes"], strict=True):
+        axes.step(np.append(efpr, max_efpr), np.append(tpr, tpr[-1]), where="post", label=label)
+    axes.set(xlim=(0, max_efpr), ylim=(0, 1.02), xlabel="eFPR per hour", ylabel="TPR")
+    axes.set_title(f"Per-class PSD-ROC ({name}, {source})")
+    axes.legend(fontsize=8, loc="lower right")
+    axes.grid(True, alpha=0.3)
+    written.append(out_dir / f"{name}_roc_per_class.png")
+    fig.savefig(written[1], dpi=100)
     return written
 
 

@@ -1,8 +1,11 @@
-"""Sound event detection scores: sed_eval event- and segment-based F1, psds_eval PSDS and F1.
+"""Sound event detection scores of thresholded detections: sed_eval event- and segment-based
+F1, PSDS and intersection-based F1 as psds_eval defines them.
 
-The numbers come from the reference libraries only; this module prepares their inputs (parsed,
-validated, split per clip once) and runs independent evaluations side by side. Conventions follow
-the DCASE task 4 baselines:
+Event- and segment-based scores come from sed_eval; PSDS and the intersection-based F1 are
+computed by :mod:`sedkit.scoring.operating_points`, all operating points at once, equal to
+psds_eval (tested on the DCASE 2019 example). This module prepares the inputs (parsed,
+validated, split per clip once) and runs independent evaluations side by side. Conventions
+follow the DCASE task 4 baselines:
 
 - event-based metrics (Mesaros et al., 2016, sed_eval): onset collar 200 ms, offset collar
   max(200 ms, 20 % of the reference event's length), evaluated clip by clip over every clip of
@@ -18,14 +21,13 @@ the DCASE task 4 baselines:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import multiprocessing
 import os
 import re
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,29 +175,32 @@ def _check_against_reference(
 
 
 def _check_no_overlaps(df: pd.DataFrame, what: str) -> None:
-    """psds_eval refuses two events of one class that overlap in one clip: say where."""
+    """Two events of one class that overlap in one clip (which PSDS, as psds_eval defines
+    it, refuses): say where."""
     events = df[df["event_label"].notna()]
     if events.empty:
         return
     order = np.lexsort(
         (
+            events["offset"].to_numpy(),
             events["onset"].to_numpy(),
             events["event_label"].to_numpy(str),
             events["filename"].to_numpy(str),
         )
     )
     ev = events.iloc[order]
-    same = (ev["filename"].to_numpy()[1:] == ev["filename"].to_numpy()[:-1]) & (
-        ev["event_label"].to_numpy()[1:] == ev["event_label"].to_numpy()[:-1]
-    )
-    # Running maximum of offsets within each (clip, class) run, compared with the next onset.
-    offsets = ev["offset"].to_numpy()
-    onsets = ev["onset"].to_numpy()
-    run_max = offsets.copy()
-    for i in range(1, len(run_max)):
-        if same[i - 1]:
-            run_max[i] = max(run_max[i], run_max[i - 1])
-    overlap = same & (onsets[1:] < run_max[:-1])
+    filename, label = ev["filename"].to_numpy(), ev["event_label"].to_numpy()
+    onsets, offsets = ev["onset"].to_numpy(), ev["offset"].to_numpy()
+    same = (filename[1:] == filename[:-1]) & (label[1:] == label[:-1])
+    # Sorted by onset, events of one class overlap somewhere exactly when some event starts
+    # before the previous one ends. Identical copies are no overlap (psds_eval skips them).
+    identical = same & (onsets[1:] == onsets[:-1]) & (offsets[1:] == offsets[:-1])
+    keep = np.concatenate(([True], ~identical))
+    order, ev = order[keep], ev[keep]
+    filename, label = filename[keep], label[keep]
+    onsets, offsets = onsets[keep], offsets[keep]
+    same = (filename[1:] == filename[:-1]) & (label[1:] == label[:-1])
+    overlap = same & (onsets[1:] < offsets[:-1])
     if overlap.any():
         i = int(np.flatnonzero(overlap)[0]) + 1
         position = int(order[i])
@@ -377,37 +382,6 @@ def _sed_eval_job(
     return out
 
 
-def _psds_eval(gt: pd.DataFrame, durations: pd.DataFrame, params: PSDSParams):
-    from psds_eval import PSDSEval
-
-    return PSDSEval(
-        params.dtc_threshold,
-        params.gtc_threshold,
-        params.cttc_threshold,
-        ground_truth=gt[list(EVENT_COLUMNS)].reset_index(drop=True),
-        metadata=durations[["filename", "duration"]].reset_index(drop=True),
-    )
-
-
-@contextlib.contextmanager
-def _quiet_psds_eval() -> Iterator[None]:
-    """psds_eval 0.5.3 warns on every call (pandas fillna(method=...)); keep the output clean."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        warnings.filterwarnings("ignore", message="A similar operating point exists")
-        warnings.filterwarnings("ignore", message="Mean of empty slice")
-        warnings.filterwarnings("ignore", message="invalid value encountered")
-        warnings.filterwarnings("ignore", message="Conversion of an array with ndim > 0")
-        yield
-
-
-def _detection_table(det: pd.DataFrame) -> pd.DataFrame:
-    # A fresh 1..N index: psds_eval keys detections by index (see psds_eval issue #3).
-    table = det[list(EVENT_COLUMNS)].reset_index(drop=True)
-    table.index = table.index + 1
-    return table
-
-
 def _psds_job(
     gt: pd.DataFrame,
     durations: pd.DataFrame,
@@ -415,35 +389,13 @@ def _psds_job(
     params: PSDSParams,
     with_class_curves: bool,
 ) -> dict[str, Any]:
-    with _quiet_psds_eval():
-        evaluator = _psds_eval(gt, durations, params)
-        for threshold, det in detections.items():
-            evaluator.add_operating_point(
-                _detection_table(det), info={"name": f"threshold {threshold:g}"}
-            )
-        psds = evaluator.psds(
-            alpha_ct=params.alpha_ct, alpha_st=params.alpha_st, max_efpr=params.max_efpr
-        )
-        # Per-class curves cost as much again as the score: only for plots.
-        tpr_vs_efpr, curve_classes = None, None
-        if with_class_curves:
-            _, _, tpr_vs_efpr = evaluator.psd_roc_curves(alpha_ct=params.alpha_ct)
-            curve_classes = _psds_eval_classes(evaluator)
-    return {
-        "value": float(psds.value),
-        "psds": psds,
-        "tpr_vs_efpr": tpr_vs_efpr,
-        "curve_classes": curve_classes,
-    }
+    """PSDS over the operating points, computed as psds_eval does (all points at once)."""
+    from sedkit.scoring.operating_points import psds_operating_points
 
-
-def _psds_eval_classes(evaluator: Any) -> list[str]:
-    """The classes of psds_eval's per-class curves, in the order of their rows: psds_eval's own
-    class list (taken from the ground truth, so it may be shorter than the scored classes),
-    sorted, without its injected "world" class (see ``PSDSEval._confusion_matrix_and_stats``)."""
-    from psds_eval.psds import WORLD
-
-    return sorted(set(evaluator.class_names) - {WORLD})
+    result = psds_operating_points(gt, durations, detections, params)
+    if not with_class_curves:
+        result.pop("tpr_vs_efpr")
+    return result
 
 
 def _intersection_f1_job(
@@ -452,15 +404,14 @@ def _intersection_f1_job(
     detections: dict[str, pd.DataFrame],
     params: PSDSParams,
 ) -> dict[str, tuple[float, dict[str, float]]]:
-    with _quiet_psds_eval():
-        evaluator = _psds_eval(gt, durations, params)
-        out = {}
-        for key, det in detections.items():
-            if det.empty:
-                out[key] = (0.0, {})  # what the DCASE baselines report for no detection
-                continue
-            f1_macro, f1_per_class = evaluator.compute_macro_f_score(_detection_table(det))
-            out[key] = (float(f1_macro), {c: float(f) for c, f in f1_per_class.items()})
+    """psds_eval's intersection-based macro F1 of each table (all tables at once)."""
+    from sedkit.scoring.operating_points import counts_for, macro_f1_of_counts
+
+    counts = counts_for(params, gt, durations, detections.values())
+    out = {}
+    for (key, det), f1 in zip(detections.items(), macro_f1_of_counts(counts), strict=True):
+        # An empty table scores 0.0, as the DCASE baselines report it.
+        out[key] = (0.0, {}) if det.empty else f1
     return out
 
 
@@ -489,7 +440,6 @@ def _process_pool(n_jobs: int) -> Executor:
     # fork starts workers in milliseconds and they inherit the imported libraries (imported
     # here first, so that no worker pays for them again); the jobs touch only numpy/pandas, so
     # forking a process that also holds torch is safe.
-    import psds_eval  # noqa: F401
     import sed_eval  # noqa: F401
 
     methods = multiprocessing.get_all_start_methods()
@@ -582,18 +532,12 @@ def score_sed(
             (gt, inputs.durations, f1_tables, intersection_f1),
         )
 
-    try:
-        results = _run_jobs(jobs, n_jobs)
-    except Exception as e:
-        from psds_eval import PSDSEvalError
-
-        if not isinstance(e, PSDSEvalError):
-            raise
-        # psds_eval refuses overlapping events of one class; find the line to blame.
+    if inputs.durations is not None:
+        # PSDS (as psds_eval defines it) needs the events of one class not to overlap.
         _check_no_overlaps(inputs.ground_truth, "ground truth")
         for table in [inputs.detections, *inputs.psds_detections.values()]:
             _check_no_overlaps(table, "detections")
-        raise UserError(f"psds_eval: {e}") from e
+    results = _run_jobs(jobs, n_jobs)
 
     metrics: dict[str, Any] = {}
     classwise: dict[str, dict[str, float]] = {c: {} for c in inputs.classes}
@@ -624,9 +568,7 @@ def score_sed(
         for name, result in psds_results.items():
             # The per-class curves are psds_eval's, one per class *it* knows: with ``classes``
             # naming classes without reference events, that is fewer than inputs.classes.
-            plot_psd_roc(
-                result, result["curve_classes"] or inputs.classes, Path(plot_dir), name=name
-            )
+            plot_psd_roc(result, result["classes"], Path(plot_dir), name=name)
     return _plain(metrics)
 
 

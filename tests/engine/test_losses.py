@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sedkit.losses import masked_bce_with_logits, pool_clip_logits, zero_loss
+from sedkit.losses import logits_of, masked_bce_with_logits, pool_clip_logits, zero_loss
 
 
 def _pooled_probabilities(logits, method, att=None):
@@ -81,7 +81,7 @@ def test_masked_bce_with_logits_per_example_and_per_entry_masks():
 def test_nothing_selected_is_zero_with_a_gradient_path():
     logits = torch.randn(2, 3, requires_grad=True)
     loss = masked_bce_with_logits(logits, torch.ones(2, 3), torch.zeros(2, dtype=torch.bool))
-    assert float(loss) == 0.0
+    assert float(loss.detach()) == 0.0
     loss.backward()
     assert logits.grad is not None and not logits.grad.any()
     assert float(zero_loss(logits)) == 0.0
@@ -106,3 +106,13 @@ def test_bf16_confident_wrong_output_keeps_a_gradient():
     (grad,) = torch.autograd.grad(new, weight)
     assert new.dtype == torch.float32 and float(new) == pytest.approx(8.0, abs=0.01)
     assert float(grad) == pytest.approx(1.0, abs=0.01)
+
+
+def test_logits_of_prefers_the_models_logits_and_inverts_probabilities_otherwise():
+    logits = torch.tensor([[-2.0, 3.0]])
+    assert logits_of(logits, torch.sigmoid(logits) * 0) is logits
+    recovered = logits_of(None, torch.sigmoid(logits))
+    assert recovered.dtype == torch.float32 and torch.allclose(recovered, logits, atol=1e-4)
+    assert torch.isfinite(logits_of(None, torch.tensor([0.0, 1.0]))).all()  # clamped
+    with pytest.raises(ValueError, match="neither"):
+        logits_of(None, None)

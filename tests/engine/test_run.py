@@ -12,6 +12,8 @@ import torch
 from sedkit.checkpoint import load_checkpoint
 from sedkit.errors import UserError
 from sedkit.run import resume_run, start_run
+from sedkit.scoring import read_durations
+from sedkit.scoring.cli import main as score_main
 
 HERE = Path(__file__).parent
 
@@ -30,7 +32,7 @@ def _run_toy(recipe: Path, run_dir: Path, *extra: str, env: dict | None = None):
     )
 
 
-def test_run_writes_everything(toy_recipe, toy_plugins, tmp_path):
+def test_run_writes_everything(toy_recipe, toy_plugins, tmp_path, capsys):
     run_dir = tmp_path / "run"
     assert start_run(toy_recipe(2), [], plugins=toy_plugins, run_dir=str(run_dir)) == 0
     for name in [
@@ -55,6 +57,16 @@ def test_run_writes_everything(toy_recipe, toy_plugins, tmp_path):
     assert {"event_f1_macro", "segment_f1_macro", "psds1", "psds2"} <= set(final["validation"])
     assert len(list((run_dir / "predictions" / "psds").glob("*.tsv"))) == 4
     assert json.loads((run_dir / "run.json").read_text())["status"] == "completed"
+    # Frame score tables beside the detections; scoring them again gives the run's exact PSDS.
+    scores = run_dir / "predictions" / "scores"
+    gt, durations = run_dir / "toy_gt.tsv", run_dir / "toy_durations.tsv"
+    assert len(list(scores.glob("*.tsv"))) == len(read_durations(durations))
+    argv = ["--ref", gt, "--scores", scores, "--meta", durations, "--json"]
+    capsys.readouterr()
+    assert score_main([str(a) for a in argv]) == 0
+    again = json.loads(capsys.readouterr().out)
+    for name in ("psds1", "psds2"):
+        assert again[name] == pytest.approx(final["validation"][f"{name}_from_scores"], abs=1e-9)
 
 
 def test_run_directory_is_never_reused(toy_recipe, toy_plugins, tmp_path):

@@ -288,6 +288,12 @@ def test_predict_on_a_folder_writes_detections_that_score_accepts(
     assert scored.code == 0, scored.err[-3000:]
     metrics = json.loads(scored.out)
     assert metrics["segment_f1_micro"] > 0  # the true events are among the detections
+    # Frame score tables beside the detections, one per clip, that `score --scores` reads.
+    tables = tmp_path / "detections_scores"
+    assert sorted(p.name for p in tables.iterdir()) == ["clip.tsv", "second.tsv"]
+    scored = run_cli("score", "--ref", ref, "--scores", tables, "--json", "--threshold", "0")
+    assert scored.code == 0, scored.err[-3000:]
+    assert json.loads(scored.out)["segment_f1_micro"] == metrics["segment_f1_micro"]
 
 
 def test_new_runs_never_share_a_directory(tmp_path):

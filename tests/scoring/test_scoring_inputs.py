@@ -179,7 +179,14 @@ def test_missing_file_and_missing_threshold_file(tmp_path, gt, capsys):
     write(folder / "det_0.3.tsv", [HEADER, *DET_ROWS])
     (tmp_path / "d.tsv").write_text(DURATIONS)
     argv = ["--ref", gt, "--est", folder, "--meta", tmp_path / "d.tsv"]
-    assert_user_error(argv, capsys, str(folder), "no detection file for --threshold 0.5", "0.3")
+    # No file at --threshold 0.5: the nearest threshold's file is scored, and the user told.
+    code, out, err = run([*argv, "--json"], capsys)
+    assert code == 0, err
+    assert "no detection file for --threshold 0.5" in err and "nearest threshold, 0.3" in err
+    assert json.loads(out)["threshold"] == 0.3
+    write(folder / "det_0.7.tsv", [HEADER, *DET_ROWS])
+    code, out, err = run([*argv, "--json", "--threshold", "0.6"], capsys)
+    assert code == 0 and json.loads(out)["threshold"] == 0.7 and "det_0.7.tsv" in err
     write(folder / "det_7.tsv", [HEADER])
     assert_user_error(argv, capsys, "det_7.tsv", "not in [0, 1]")
 
@@ -389,21 +396,22 @@ def test_folder_files_without_threshold_are_skipped_with_a_warning(tmp_path, gt,
 
 
 def test_per_class_psd_roc_with_classes_absent_from_the_reference(tmp_path, monkeypatch):
-    """``classes`` may name classes without reference events (a system's classes); psds_eval's
-    per-class curves cover only the classes *it* knows (from the reference), so the plot gets
-    psds_eval's class list, one name per curve, "world" last, and the scores do not change."""
-    psds_eval = pytest.importorskip("psds_eval")
+    """``classes`` may name classes without reference events (a system's classes); the
+    per-class curves cover only the classes of the reference (as psds_eval's do), so the plot
+    gets that class list, one name per curve, and the scores do not change."""
+    from sedkit.scoring import plots as plots_module
+
     gt = write(tmp_path / "gt.tsv", [HEADER, *GT_ROWS])
     det = write(tmp_path / "det.tsv", [HEADER, *DET_ROWS])
     (tmp_path / "d.tsv").write_text(DURATIONS)
-    real_plot = psds_eval.plot_per_class_psd_roc
+    real_plot = plots_module.plot_score_psd_roc
     calls = []
 
-    def recording_plot(psd, class_names, **kwargs):
-        calls.append((psd.yp.shape[0], list(class_names)))
-        return real_plot(psd, class_names, **kwargs)
+    def recording_plot(curves, class_names, *args, **kwargs):
+        calls.append((len(curves["classes"]), list(class_names)))
+        return real_plot(curves, class_names, *args, **kwargs)
 
-    monkeypatch.setattr(psds_eval, "plot_per_class_psd_roc", recording_plot)
+    monkeypatch.setattr(plots_module, "plot_score_psd_roc", recording_plot)
     common = dict(
         ground_truth=gt,
         detections=det,
@@ -416,7 +424,7 @@ def test_per_class_psd_roc_with_classes_absent_from_the_reference(tmp_path, monk
     classes = ["Speech", "Cat", "Dog", "Alarm"]
     plots = tmp_path / "plots"
     metrics = score_sed(**common, classes=classes, plot_dir=plots)
-    assert calls == [(2, ["Dog", "Speech", "world"])]
+    assert calls == [(2, ["Dog", "Speech"])]
     assert (plots / "psds_small_roc.png").read_bytes().startswith(b"\x89PNG")
     assert (plots / "psds_small_roc_per_class.png").read_bytes().startswith(b"\x89PNG")
     assert list(metrics["classwise"]) == classes
