@@ -50,14 +50,13 @@ def frame_score_tables(
     """The frame scores of validation or test clips as score tables, median filtered as the
     decoder filters decisions, so that thresholding a table at ``t`` (scores > t) gives the
     detections decoded at ``t``."""
-    filters = encoder._per_class(decoding.median_filter_s, "median_filter_s")
     return tables_from_probs(
         names,
         probs.numpy(),
         encoder.classes,
         frame_hop=encoder.frame_hop_s,
         duration=encoder.clip_duration_s,
-        median_filter_frames=[int(round(s / encoder.frame_hop_s)) for s in filters],
+        median_filter_frames=encoder.median_filter_lengths(decoding.median_filter_s),
     )
 
 

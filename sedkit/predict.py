@@ -103,7 +103,6 @@ def predict_command(args: argparse.Namespace, *, plugins: Plugins) -> int:
             if std is not None:
                 uncertainty.append(_uncertainty_table(names, trained.classes, probs, std))
             if scores_dir is not None:
-                filters = encoder._per_class(median, "median_filter_s")
                 score_tables.append(
                     tables_from_probs(
                         names,
@@ -111,7 +110,7 @@ def predict_command(args: argparse.Namespace, *, plugins: Plugins) -> int:
                         trained.classes,
                         frame_hop=encoder.frame_hop_s,
                         duration=encoder.clip_duration_s,
-                        median_filter_frames=[round(f / encoder.frame_hop_s) for f in filters],
+                        median_filter_frames=encoder.median_filter_lengths(median),
                     )
                 )
 

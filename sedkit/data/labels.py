@@ -29,6 +29,7 @@ from torch import Tensor
 
 from sedkit import class_lists
 from sedkit.errors import InputFileError
+from sedkit.frames import median_filter_frames, mirror_index
 
 __all__ = [
     "DESED_CLASSES",
@@ -236,20 +237,6 @@ def read_durations_tsv(path: str | Path) -> dict[str, float]:
 # --------------------------------------------------------------------------------------------
 # Median filter
 # --------------------------------------------------------------------------------------------
-def median_filter_frames(seconds: float, frame_hop_s: float) -> int:
-    """The median filter's length in frames: the odd number nearest to ``seconds / frame_hop_s``.
-
-    A median filter needs an odd window to be centred; rounding to an integer first and then
-    making it odd can overshoot by 1.5 frames (0.45 s at a 0.128 s hop is 3.5 frames: rounded
-    to 4, then 5 = 0.64 s). Ties (an even ratio) go up. Check: 0.45 s / 0.128 s -> 3;
-    0.45 s / 0.064 s (7.03) -> 7; 0.5 s / 0.125 s (4.0) -> 5; below 2 frames -> 1 (no filter).
-    """
-    if seconds <= 0:
-        return 1
-    ratio = seconds / frame_hop_s
-    return max(1, 2 * int(math.floor((ratio - 1.0) / 2.0 + 0.5)) + 1)
-
-
 def binary_median_filter(active: np.ndarray, length: int, *, axis: int = 0) -> np.ndarray:
     """Median filter of boolean decisions along ``axis`` over ``length`` frames (made odd).
 
@@ -266,10 +253,7 @@ def binary_median_filter(active: np.ndarray, length: int, *, axis: int = 0) -> n
     if length % 2 == 0:
         length += 1
     half = length // 2
-    # Mirror indices (period 2n), valid even when the window is longer than the array.
-    index = np.arange(-half, n + half) % (2 * n)
-    index = np.where(index < n, index, 2 * n - 1 - index)
-    padded = np.take(active.astype(np.int32), index, axis=axis)
+    padded = np.take(active.astype(np.int32), mirror_index(n, half), axis=axis)
     zero_shape = list(padded.shape)
     zero_shape[axis] = 1
     cumulative = np.concatenate(
@@ -359,6 +343,12 @@ class LabelEncoder:
         """Clip targets implied by frame targets (``[..., T', C]`` -> ``[..., C]``)."""
         return strong.amax(dim=-2)
 
+    def median_filter_lengths(self, median_filter_s: float | Mapping[str, float]) -> list[int]:
+        """The decoder's median filter length in frames for each class (nearest odd number of
+        output frames, :func:`median_filter_frames`); score tables are filtered the same way."""
+        seconds = self._per_class(median_filter_s, "median_filter_s")
+        return [median_filter_frames(s, self.frame_hop_s) for s in seconds]
+
     def _per_class(self, value: float | Sequence[float] | Mapping[str, float], name: str):
         if isinstance(value, Mapping):
             unknown = set(value) - set(self.classes)
@@ -421,10 +411,8 @@ class LabelEncoder:
         if probs.shape[2] != self.n_classes:
             raise ValueError(f"expected {self.n_classes} classes, got frame_probs {probs.shape}")
         thresholds = np.asarray(self._per_class(threshold, "threshold"))
-        filters = self._per_class(median_filter_s, "median_filter_s")
         active = probs > thresholds
-        for k, seconds in enumerate(filters):
-            length = median_filter_frames(seconds, self.frame_hop_s)
+        for k, length in enumerate(self.median_filter_lengths(median_filter_s)):
             if length > 1:
                 active[:, :, k] = binary_median_filter(active[:, :, k], length, axis=1)
         # Run boundaries: +1 where a run starts, -1 one past where it ends.

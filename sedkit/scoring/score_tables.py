@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from sedkit.errors import InputFileError
+from sedkit.frames import mirror_index
 
 SCORE_SUFFIX = ".tsv"
 
@@ -253,10 +254,7 @@ def median_filtered(scores: np.ndarray, length: int, *, axis: int = -2) -> np.nd
         return scores.copy()
     if length % 2 == 0:
         length += 1
-    half = length // 2
-    index = np.arange(-half, n + half) % (2 * n)
-    index = np.where(index < n, index, 2 * n - 1 - index)
-    padded = np.take(scores, index, axis=axis)
+    padded = np.take(scores, mirror_index(n, length // 2), axis=axis)
     windows = np.lib.stride_tricks.sliding_window_view(padded, length, axis=axis)
     return np.median(windows, axis=-1)
 

@@ -288,3 +288,18 @@ def test_decode_batch_equals_clip_by_clip_reference_decoding():
         for r in table.itertuples()
     )
     assert got == sorted((f, round(a, 6), round(e, 6), c) for f, a, e, c in expected)
+
+
+def test_score_tables_use_the_decoders_median_filter_length():
+    """Thresholding a run's score table must give its decoded detections: both filter 0.45 s at a
+    0.128 s hop over 3 frames (a 5-frame table filter would close the 2-frame gap)."""
+    from sedkit.evaluation import frame_score_tables
+    from sedkit.recipe import DecodingParams
+
+    encoder = LabelEncoder(["A"], frame_hop_s=0.128, n_frames=8)
+    assert encoder.median_filter_lengths(0.45) == [3]
+    probs = torch.tensor([0.9, 0.9, 0.9, 0.1, 0.1, 0.9, 0.9, 0.9])[None, :, None]
+    tables = frame_score_tables(["c.wav"], probs, encoder, DecodingParams(median_filter_s=0.45))
+    active = (tables.scores[:, 0] > 0.5).astype(int).tolist()
+    assert active == [1, 1, 1, 0, 0, 1, 1, 1]
+    assert len(encoder.decode_strong(probs[0], median_filter_s=0.45)) == 2
