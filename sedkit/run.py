@@ -19,6 +19,7 @@ from typing import Any
 from sedkit import distributed as D
 from sedkit.checkpoint import LAST, CheckpointWriteError, reconcile, remove_temporaries
 from sedkit.cli import format_metrics
+from sedkit.data.audio import n_clip_samples
 from sedkit.errors import UserError
 from sedkit.plugins import PluginHookError, Plugins
 from sedkit.recipe import LoadedRecipe, load_recipe
@@ -147,10 +148,18 @@ def check_limits(loaded: LoadedRecipe, available: int | None = None) -> None:
     params = loaded.params.get("data")
     batch = getattr(params, "batch_size", None)
     seconds = getattr(params, "clip_duration_s", None)
-    if not isinstance(batch, int) or not isinstance(seconds, int | float):
+    if not isinstance(seconds, int | float):
         return
     f = loaded.recipe.features
-    samples = int(seconds * f.sample_rate)
+    samples = n_clip_samples(seconds, f.sample_rate)
+    if samples < f.n_fft:
+        raise UserError(
+            f"data.params.clip_duration_s: {seconds:g} s at {f.sample_rate} Hz is {samples} "
+            f"samples, shorter than one FFT window (features.n_fft: {f.n_fft}); no spectrogram "
+            f"frame fits in a clip"
+        )
+    if not isinstance(batch, int):
+        return
     frames = samples // f.hop_length + 1
     per_clip = 4 * (samples + frames * (f.n_fft // 2 + 1) + frames * f.n_mels)
     need = per_clip * batch

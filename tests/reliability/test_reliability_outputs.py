@@ -190,6 +190,21 @@ def test_a_batch_that_cannot_fit_is_refused_with_the_estimate(
     assert _tree_state(tmp_path) == before  # no run folder
 
 
+@pytest.mark.parametrize("command", ["validate", "run"])
+def test_a_clip_shorter_than_the_fft_window_is_refused_up_front(
+    desed_tree, desed_recipe, run_cli, tmp_path, command
+):
+    recipe = desed_recipe(desed_tree)
+    before = _tree_state(tmp_path)
+    result = run_cli(command, recipe, "data.params.clip_duration_s=0.01")
+    rs.assert_one_line_error(
+        result,
+        "data.params.clip_duration_s: 0.01 s at 8000 Hz is 80 samples",
+        "shorter than one FFT window (features.n_fft: 256)",
+    )
+    assert _tree_state(tmp_path) == before  # no run folder
+
+
 def test_limits_use_the_memory_given(tmp_path, lean_plugins):
     """The estimate against a small machine: a clip of 0.5 s at 8 kHz is 4000 samples and
     63 frames of 129 + 16 bins, 52 540 bytes in float32; a batch of 4, 205.2 KB."""
