@@ -132,6 +132,46 @@ def test_a_run_root_that_cannot_be_made_is_one_line(work, run_cli, monkeypatch):
     _refused(result, work, before, "run.root: cannot create", "Read-only file system")
 
 
+def _score_argv(work: Path) -> list[object]:
+    """``sedkit score`` with PSDS (three thresholds) on a ground truth of two clips."""
+    gt = rs.write_tsv(work / "gt.tsv", rs.STRONG_HEADER, [["a.wav", 1.0, 3.0, "Dog"]])
+    meta = rs.write_tsv(work / "dur.tsv", ["filename", "duration"], [["a.wav", 10]])
+    for threshold in (0.25, 0.5, 0.75):
+        rs.write_tsv(
+            work / "est" / f"{threshold:.6f}.tsv", rs.STRONG_HEADER, [["a.wav", 1.1, 3.0, "Dog"]]
+        )
+    return ["score", "--ref", gt, "--est", work / "est", "--meta", meta]
+
+
+@pytest.mark.parametrize(
+    ("plot_dir", "message"),
+    [
+        ("plain_file", "plain_file: is a file; give a folder"),
+        ("plain_file/plots", "cannot be written: "),
+        ("read_only/plots", "read_only is not writable"),
+    ],
+    ids=["file in place of folder", "below a file", "read-only folder"],
+)
+def test_score_plot_dir_that_cannot_be_written_is_one_line(
+    work, run_cli, monkeypatch, plot_dir, message
+):
+    """Refused before scoring. The tests run as root, whom permissions do not stop: the
+    read-only case answers as ``access(2)`` does on a read-only file system."""
+    import sedkit.outputs
+
+    argv = _score_argv(work)
+    (work / "read_only").mkdir()
+    real_access = sedkit.outputs.os.access
+    monkeypatch.setattr(
+        sedkit.outputs.os,
+        "access",
+        lambda path, mode: Path(path).name != "read_only" and real_access(path, mode),
+    )
+    before = _tree_state(work)
+    _refused(run_cli(*argv, "--plot-dir", work / plot_dir), work, before, message)
+    assert run_cli(*argv, "--plot-dir", work / "plots").code == 0  # a writable folder is made
+
+
 @pytest.mark.parametrize(
     ("out", "message"),
     [("plain_file", "plain_file: is a file; give a folder"), ("plain_file/new", "is a file")],
