@@ -133,14 +133,21 @@ def check_decoding_classes(decoding: DecodingParams, classes: list[str]) -> None
 
 
 def build_model(
-    loaded: LoadedRecipe, classes: list[str], clip_duration_s: float, log: Any
+    loaded: LoadedRecipe,
+    classes: list[str],
+    clip_duration_s: float,
+    log: Any,
+    *,
+    model_device: str | None = None,
 ) -> tuple[FeatureExtractor, C.Model, LabelEncoder | None]:
     """The feature extractor, the model and (SED) the label encoder at the model's output
-    frame rate: shared by training and ``sedkit predict``."""
+    frame rate: shared by training and ``sedkit predict``. With ``model_device`` the model's
+    tensors are made there (``"meta"``: shapes only, for the limits checked up front)."""
     r = loaded.recipe
     extractor = FeatureExtractor(r.features)
     n_frames = extractor.n_frames(round(clip_duration_s * r.features.sample_rate))
-    with component_params_errors("model"):
+    where = torch.device(model_device) if model_device else contextlib.nullcontext()
+    with component_params_errors("model"), where:
         model = loaded.classes["model"](
             loaded.params["model"],
             C.ModelContext(

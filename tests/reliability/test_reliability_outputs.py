@@ -247,17 +247,46 @@ def test_a_clip_shorter_than_the_fft_window_is_refused_up_front(
 
 def test_limits_use_the_memory_given(tmp_path, lean_plugins):
     """The estimate against a small machine: a clip of 0.5 s at 8 kHz is 4000 samples and
-    63 frames of 129 + 16 bins, 52 540 bytes in float32; a batch of 4, 205.2 KB."""
+    63 frames of 129 + 16 bins, 52 540 bytes in float32; the toy model's layers give 4 496
+    bytes of outputs a clip (conv 8 x 63, pooled 8 x 31, dropout, head 4 x 31, float32), its
+    428 parameters 6 848 bytes with gradients and Adam's moments: a batch of 4, 229.5 KB."""
     from sedkit.errors import UserError
     from sedkit.recipe import load_recipe
-    from sedkit.run import check_limits
+    from sedkit.run import check_limits, model_footprint
 
     recipe = tmp_path / "r.yaml"
     recipe.write_text(
         rs.DESED_RECIPE.format(root=tmp_path, runs=tmp_path, model=rs.TOY_MODEL, epochs=1)
     )
     loaded = load_recipe(recipe, plugins=lean_plugins)
+    assert model_footprint(loaded, 0.5) == (16 * 428, 4 * (8 * 63 + 2 * 8 * 31 + 4 * 31))
     check_limits(loaded, available=10**6)
-    expected = r"4 clips of 0.5 s need at least 205.2 KB for one batch \(51.3 KB a clip"
+    expected = (
+        r"4 clips of 0.5 s need at least 229.5 KB for one batch \(55.7 KB a clip: 51.3 KB of "
+        r"waveform and spectrograms, 4.4 KB of model activations; plus 6.7 KB of parameters"
+    )
     with pytest.raises(UserError, match=expected):
         check_limits(loaded, available=10**5)
+    with pytest.raises(UserError, match=r"one clip of 0.5 s needs at least 55.7 KB"):
+        check_limits(loaded, available=6 * 10**4)
+    with pytest.raises(UserError, match=r"model \(toy_model\): 428 parameters need at least"):
+        check_limits(loaded, available=6 * 10**3)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model.params.hidden=10000000000", "model (toy_model): 530,000,000,004 parameters"),
+        ("data.params.clip_duration_s=1000000", "data.params.clip_duration_s: one clip of 1e+06"),
+    ],
+    ids=["model", "clip length"],
+)
+def test_a_model_or_clip_that_cannot_fit_is_refused_by_validate(
+    desed_tree, desed_recipe, run_cli, tmp_path, override, message
+):
+    """The model is measured on the meta device: 5.3e11 parameters cost nothing to count."""
+    recipe = desed_recipe(desed_tree)
+    before = _tree_state(tmp_path)
+    result = run_cli("validate", recipe, override)
+    rs.assert_one_line_error(result, message, "available")
+    assert _tree_state(tmp_path) == before
