@@ -13,6 +13,7 @@ from sedkit.components import Batch, Predictor, ScoringReference
 from sedkit.data.labels import LabelEncoder
 from sedkit.recipe import DecodingParams
 from sedkit.scoring import classification_metrics, score_sed, write_detections
+from sedkit.scoring.io import check_events_within_durations, read_durations, read_ground_truth
 
 
 def psds_thresholds(n: int) -> list[float]:
@@ -30,6 +31,17 @@ def collect_frame_probs(
         names.extend(batch.filenames)
         probs.append(out.frame_probs.detach().float().cpu())
     return names, torch.cat(probs) if probs else torch.empty(0)
+
+
+def check_reference(reference: ScoringReference | None) -> None:
+    """Read a data module's validation ground truth and durations as ``sedkit score`` will:
+    a malformed row, a repeated event or an event starting after its clip's end is refused
+    when the run starts rather than at its first validation."""
+    if reference is None:
+        return
+    gt = read_ground_truth(reference.ground_truth_tsv)
+    if reference.durations_tsv is not None:
+        check_events_within_durations(gt, read_durations(reference.durations_tsv))
 
 
 def evaluate_sed(

@@ -43,7 +43,7 @@ from sedkit.checkpoint import (
 from sedkit.data.features import FeatureExtractor
 from sedkit.data.labels import LabelEncoder
 from sedkit.errors import UserError
-from sedkit.evaluation import evaluate_classification, evaluate_sed
+from sedkit.evaluation import check_reference, evaluate_classification, evaluate_sed
 from sedkit.plugins import Plugins
 from sedkit.recipe import DecodingParams, LoadedRecipe, OptimizerParams, SchedulerParams
 from sedkit.rundir import MetricsLog, write_json
@@ -371,6 +371,8 @@ class Trainer:
     def setup(self, resume: bool) -> None:
         """Prepare data (and normalisation statistics), or reload the last checkpoint."""
         self.data.setup(self.run_dir, self.encoder, self.extractor)
+        if self.recipe.task == "sed":
+            check_reference(self.data.reference())  # before training, not at the first validation
         steps = self._epoch_length()
         self.steps_per_epoch = steps
         sp = self.tp.scheduler

@@ -216,32 +216,35 @@ def test_synth_seed(work, run_cli, seed):
 
 
 # ------------------------------------------------------------------------ limits up front
-@pytest.mark.parametrize("command", ["validate", "run"])
-def test_a_batch_that_cannot_fit_is_refused_with_the_estimate(
-    desed_tree, desed_recipe, run_cli, tmp_path, command
-):
-    recipe = desed_recipe(desed_tree)
-    before = _tree_state(tmp_path)
-    result = run_cli(command, recipe, "data.params.batch_size=100000000")
-    line = rs.assert_one_line_error(
-        result, "data.params.batch_size: 100000000 clips of 0.5 s need at least", "available"
-    )
-    assert " TB for one batch" in line  # 51.3 KB a clip x 1e8
-    assert _tree_state(tmp_path) == before  # no run folder
+#: (case id, override, fragments of the one error line); each refused by validate and by run
+LIMIT_CASES = [
+    (
+        "batch",
+        "data.params.batch_size=100000000",
+        ["data.params.batch_size: 100000000 clips of 0.5 s need at least", " TB for one batch"],
+    ),
+    (
+        "shorter than a window",
+        "data.params.clip_duration_s=0.01",
+        ["data.params.clip_duration_s: 0.01 s at 8000 Hz is 80 samples", "(features.n_fft: 256)"],
+    ),
+    # The model is measured on the meta device: 5.3e11 parameters cost nothing to count.
+    ("model", "model.params.hidden=10000000000", ["model (toy_model): 530,000,000,004 param"]),
+    ("clip length", "data.params.clip_duration_s=1000000", ["clip_duration_s: one clip of 1e+06"]),
+]
 
 
 @pytest.mark.parametrize("command", ["validate", "run"])
-def test_a_clip_shorter_than_the_fft_window_is_refused_up_front(
-    desed_tree, desed_recipe, run_cli, tmp_path, command
+@pytest.mark.parametrize(
+    ("case", "override", "fragments"), LIMIT_CASES, ids=[c[0] for c in LIMIT_CASES]
+)
+def test_limits_are_refused_up_front_with_the_estimate(
+    desed_tree, desed_recipe, run_cli, tmp_path, command, case, override, fragments
 ):
     recipe = desed_recipe(desed_tree)
     before = _tree_state(tmp_path)
-    result = run_cli(command, recipe, "data.params.clip_duration_s=0.01")
-    rs.assert_one_line_error(
-        result,
-        "data.params.clip_duration_s: 0.01 s at 8000 Hz is 80 samples",
-        "shorter than one FFT window (features.n_fft: 256)",
-    )
+    result = run_cli(command, recipe, override)
+    rs.assert_one_line_error(result, *fragments)
     assert _tree_state(tmp_path) == before  # no run folder
 
 
@@ -271,22 +274,3 @@ def test_limits_use_the_memory_given(tmp_path, lean_plugins):
         check_limits(loaded, available=6 * 10**4)
     with pytest.raises(UserError, match=r"model \(toy_model\): 428 parameters need at least"):
         check_limits(loaded, available=6 * 10**3)
-
-
-@pytest.mark.parametrize(
-    ("override", "message"),
-    [
-        ("model.params.hidden=10000000000", "model (toy_model): 530,000,000,004 parameters"),
-        ("data.params.clip_duration_s=1000000", "data.params.clip_duration_s: one clip of 1e+06"),
-    ],
-    ids=["model", "clip length"],
-)
-def test_a_model_or_clip_that_cannot_fit_is_refused_by_validate(
-    desed_tree, desed_recipe, run_cli, tmp_path, override, message
-):
-    """The model is measured on the meta device: 5.3e11 parameters cost nothing to count."""
-    recipe = desed_recipe(desed_tree)
-    before = _tree_state(tmp_path)
-    result = run_cli("validate", recipe, override)
-    rs.assert_one_line_error(result, message, "available")
-    assert _tree_state(tmp_path) == before

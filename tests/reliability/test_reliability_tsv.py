@@ -417,3 +417,21 @@ def test_score_refuses_an_event_after_its_clip_and_warns_of_one_ending_after_it(
     warnings = [line for line in result.err.splitlines() if "end after their clip" in line]
     assert len(warnings) == 1 and f"{gt}:3: b.wav 9.5-10.115 s: 1 ground-truth" in warnings[0]
     assert "by up to 0.115 s" in warnings[0]
+
+
+def test_a_validation_event_after_its_clip_stops_a_run_before_training(
+    desed_tree, desed_recipe, run_cli, tmp_path
+):
+    """The run's validation ground truth is checked when the run starts, as ``sedkit score``
+    checks it, not after the first epoch has trained."""
+    rs.write_tsv(
+        desed_tree / "metadata/validation/validation.tsv",
+        rs.STRONG_HEADER,
+        [["val0.wav", 0.0, 0.25, "Dog"], ["val1.wav", 0.6, 0.7, "Cat"]],
+    )
+    run_dir = tmp_path / "run"
+    result = run_cli("run", desed_recipe(desed_tree), "--run-dir", run_dir)
+    rs.assert_one_line_error(
+        result, "validation_ground_truth.tsv:3: val1.wav 0.6-0.7 s starts at or after the clip's"
+    )
+    assert not (run_dir / "metrics.jsonl").exists() or not (run_dir / "metrics.jsonl").read_text()
