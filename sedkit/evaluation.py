@@ -23,6 +23,7 @@ from sedkit.scoring import (
     score_sed,
     write_detections,
 )
+from sedkit.scoring.io import check_events_within_durations
 from sedkit.scoring.score_based import align_reference, score_tables_metrics
 from sedkit.scoring.score_tables import ScoreTables, tables_from_probs, write_score_tables
 
@@ -58,6 +59,17 @@ def frame_score_tables(
         duration=encoder.clip_duration_s,
         median_filter_frames=encoder.median_filter_lengths(decoding.median_filter_s),
     )
+
+
+def check_reference(reference: ScoringReference | None) -> None:
+    """Read a data module's validation ground truth and durations as ``sedkit score`` will:
+    a malformed row, a repeated event or an event starting after its clip's end is refused
+    when the run starts rather than at its first validation."""
+    if reference is None:
+        return
+    gt = read_ground_truth(reference.ground_truth_tsv)
+    if reference.durations_tsv is not None:
+        check_events_within_durations(gt, read_durations(reference.durations_tsv))
 
 
 def evaluate_sed(

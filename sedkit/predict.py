@@ -11,7 +11,6 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from sedkit.data.audio import read_audio
 from sedkit.errors import UserError
 from sedkit.mc_dropout import mc_dropout_passes, mean_and_std
 from sedkit.outputs import check_output, write_output
@@ -26,7 +25,10 @@ AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".aiff", ".aif", ".mp3"}
 
 
 def audio_files(inputs: list[str]) -> list[Path]:
-    """Files given directly, and audio files found (recursively) in given folders."""
+    """Files given directly, and audio files found (recursively) in given folders, each once.
+
+    Detections name a clip by its file name (as DESED ground truths do), so two files of one
+    name in different folders could not be told apart: they are refused, naming both."""
     files: list[Path] = []
     for item in inputs:
         path = Path(item)
@@ -39,7 +41,15 @@ def audio_files(inputs: list[str]) -> list[Path]:
             files.append(path)
         else:
             raise UserError(f"{path}: no such file or folder")
-    return files
+    named: dict[str, Path] = {}
+    for path in files:
+        first = named.setdefault(path.name, path)
+        if first is not path and first.resolve() != path.resolve():
+            raise UserError(
+                f"{first} and {path}: two clips named {path.name}; the detections name clips "
+                f"by file name and could not tell them apart (predict each folder on its own)"
+            )
+    return [named[name] for name in dict.fromkeys(p.name for p in files)]
 
 
 def frame_probabilities(
@@ -82,7 +92,7 @@ def predict_command(args: argparse.Namespace, *, plugins: Plugins) -> int:
     files = audio_files(args.audio)
     by_length: dict[int, list[tuple[str, torch.Tensor]]] = defaultdict(list)
     for path in files:
-        audio = read_audio(path, trained.sample_rate)
+        audio = trained.read_clip(path)
         by_length[audio.numel()].append((path.name, audio))  # one length per batch, any length
 
     tables: dict[float, list[pd.DataFrame]] = {th: [] for th in thresholds}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -19,6 +20,7 @@ from typing import Any
 from sedkit import distributed as D
 from sedkit.checkpoint import LAST, CheckpointWriteError, reconcile, remove_temporaries
 from sedkit.cli import format_metrics
+from sedkit.data.audio import n_clip_samples
 from sedkit.errors import UserError
 from sedkit.plugins import PluginHookError, Plugins
 from sedkit.recipe import LoadedRecipe, load_recipe
@@ -140,27 +142,142 @@ def available_memory() -> int | None:
 
 
 def check_limits(loaded: LoadedRecipe, available: int | None = None) -> None:
-    """Refuse a batch that cannot fit in memory before anything is written, with the
-    estimate that shows why. The estimate is a lower bound: one batch of waveforms, linear
-    and mel spectrograms in float32 (the model's activations come on top), for data whose
-    parameters name ``batch_size`` and ``clip_duration_s``."""
+    """Refuse, before anything is written, a clip shorter than one FFT window and a batch or
+    model that cannot fit in memory, with the estimate that shows why.
+
+    The estimate is a lower bound, for data whose parameters name ``batch_size`` and
+    ``clip_duration_s``: per clip, the waveform, linear and mel spectrograms in float32 and
+    the outputs of the model's layers on one clip (what training keeps for the backward
+    pass), times the batch; plus the model's parameters with their gradients and two
+    optimizer moments (16 bytes a parameter). The model is measured on PyTorch's meta device
+    (shapes only, nothing allocated); a model that cannot be built there counts as none."""
     params = loaded.params.get("data")
     batch = getattr(params, "batch_size", None)
     seconds = getattr(params, "clip_duration_s", None)
-    if not isinstance(batch, int) or not isinstance(seconds, int | float):
+    if not isinstance(seconds, int | float):
         return
     f = loaded.recipe.features
-    samples = int(seconds * f.sample_rate)
-    frames = samples // f.hop_length + 1
-    per_clip = 4 * (samples + frames * (f.n_fft // 2 + 1) + frames * f.n_mels)
-    need = per_clip * batch
-    available = available_memory() if available is None else available
-    if available is not None and need > available:
+    samples = n_clip_samples(seconds, f.sample_rate)
+    if samples < f.n_fft:
         raise UserError(
-            f"data.params.batch_size: {batch} clips of {seconds:g} s need at least "
-            f"{_size(need)} for one batch ({_size(per_clip)} a clip: waveform and "
-            f"spectrograms, before the model); this machine has {_size(available)} available"
+            f"data.params.clip_duration_s: {seconds:g} s at {f.sample_rate} Hz is {samples} "
+            f"samples, shorter than one FFT window (features.n_fft: {f.n_fft}); no spectrogram "
+            f"frame fits in a clip"
         )
+    if not isinstance(batch, int):
+        return
+    frames = samples // f.hop_length + 1
+    features = 4 * (samples + frames * (f.n_fft // 2 + 1) + frames * f.n_mels)
+    model_bytes, activations = model_footprint(loaded, float(seconds))
+    per_clip = features + activations
+    need = per_clip * batch + model_bytes
+    available = available_memory() if available is None else available
+    if available is None or need <= available:
+        return
+    model = loaded.resolved()["model"]["name"]
+    if model_bytes > available:
+        raise UserError(
+            f"model ({model}): {model_bytes // 16:,} parameters need at least "
+            f"{_size(model_bytes)} with their gradients and optimizer state (16 bytes each); "
+            f"this machine has {_size(available)} available"
+        )
+    per_clip_text = (
+        f"{_size(features)} of waveform and spectrograms, {_size(activations)} of model activations"
+    )
+    if per_clip + model_bytes > available:
+        raise UserError(
+            f"data.params.clip_duration_s: one clip of {seconds:g} s needs at least "
+            f"{_size(per_clip)} ({per_clip_text}); this machine has {_size(available)} "
+            f"available"
+        )
+    raise UserError(
+        f"data.params.batch_size: {batch} clips of {seconds:g} s need at least {_size(need)} "
+        f"for one batch ({_size(per_clip)} a clip: {per_clip_text}; plus "
+        f"{_size(model_bytes)} of parameters, gradients and optimizer state); this machine has "
+        f"{_size(available)} available"
+    )
+
+
+def model_footprint(loaded: LoadedRecipe, clip_duration_s: float) -> tuple[int, int]:
+    """(bytes of the model's parameters with their gradients and two optimizer moments, bytes
+    of its layers' outputs on one clip in training mode), measured on the meta device: (0, 0)
+    for a model that cannot be built there (one that loads files), and only the layers before
+    an operation that cannot run there (autocast on meta, ``.item()``)."""
+    import torch
+
+    from sedkit.components import BuildContext
+    from sedkit.trainer import build_model
+
+    r = loaded.recipe
+    quiet = logging.getLogger("sedkit.limits")
+    quiet.disabled = True  # the model is built twice; its log lines come from the real one
+    try:
+        context = BuildContext(
+            task=r.task, recipe_path=loaded.path, sample_rate=r.features.sample_rate,
+            seed=r.seed, log=quiet,
+        )  # fmt: skip
+        classes = list(
+            getattr(loaded.classes["data"](loaded.params["data"], context), "classes", [])
+        )
+        extractor, model, _ = build_model(
+            loaded, classes or ["class"], clip_duration_s, quiet, model_device="meta"
+        )
+    except Exception:  # noqa: BLE001 - an estimate; the run itself will say what is wrong
+        return 0, 0
+    parameters = 16 * sum(p.numel() for p in model.parameters())
+    outputs: list[int] = []
+
+    def count(module: Any, args: Any, out: Any) -> None:
+        outputs.append(sum(t.numel() * t.element_size() for t in _tensors(out)))
+
+    leaves = [m for m in model.modules() if not any(True for _ in m.children())]
+    hooks = [m.register_forward_hook(count) for m in leaves]
+    for rnn in (m for m in leaves if isinstance(m, torch.nn.RNNBase)):
+        # On meta an RNN's time loop is run op by op (seconds); only its shapes are needed.
+        rnn.forward = functools.partial(_recurrent_shapes, rnn)
+    n_frames = extractor.n_frames(n_clip_samples(clip_duration_s, r.features.sample_rate))
+    try:
+        model.train()
+        model(torch.empty(1, r.features.n_mels, n_frames, device="meta"))
+    except Exception:  # noqa: BLE001 - an operation meta cannot run: the layers before it
+        pass
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return parameters, sum(outputs)
+
+
+def _recurrent_shapes(rnn: Any, x: Any, hx: Any = None) -> tuple[Any, Any]:
+    """Meta tensors shaped as the output and final state of ``rnn`` (an ``nn.RNNBase``) on a
+    batched input ``x``."""
+    import torch
+
+    d = 2 if rnn.bidirectional else 1
+    batch, steps = (x.shape[0], x.shape[1]) if rnn.batch_first else (x.shape[1], x.shape[0])
+    size = rnn.proj_size or rnn.hidden_size
+    out = torch.empty(
+        (batch, steps, d * size) if rnn.batch_first else (steps, batch, d * size), device="meta"
+    )
+    state = torch.empty(rnn.num_layers * d, batch, size, device="meta")
+    if isinstance(rnn, torch.nn.LSTM):
+        cell = torch.empty(rnn.num_layers * d, batch, rnn.hidden_size, device="meta")
+        return out, (state, cell)
+    return out, state
+
+
+def _tensors(value: Any) -> list[Any]:
+    """The tensors in a module's output (a tensor, a tuple or list of them, a dataclass)."""
+    import dataclasses
+
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, tuple | list):
+        return [t for v in value for t in _tensors(v)]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return [t for fld in dataclasses.fields(value) for t in _tensors(getattr(value, fld.name))]
+    return []
 
 
 def _size(n: float) -> str:

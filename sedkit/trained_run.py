@@ -12,9 +12,10 @@ from torch import Tensor
 
 from sedkit.checkpoint import LAST, load_checkpoint, recorded_best
 from sedkit.components import BuildContext, Model, ModelOutput
+from sedkit.data.audio import n_clip_samples, pad_or_crop, read_audio
 from sedkit.data.features import FeatureExtractor
 from sedkit.data.labels import LabelEncoder
-from sedkit.errors import UserError
+from sedkit.errors import InputFileError, UserError
 from sedkit.plugins import Plugins
 from sedkit.recipe import LoadedRecipe, load_recipe
 from sedkit.trainer import build_model, select_device
@@ -47,6 +48,26 @@ class TrainedRun:
         audio = audio.to(self.device)
         spectrogram = self.extractor.spectrogram(audio)
         return spectrogram, self.model(self.extractor.normalize(spectrogram))
+
+    def read_clip(self, path: Path, *, pad_to_clip: bool = False) -> Tensor:
+        """``path`` as a mono waveform at the run's sample rate, at its own length; with
+        ``pad_to_clip``, a clip shorter than the run's clip length is padded with silence to it,
+        as the run's data were for training and validation. A clip shorter than one FFT window
+        (``features.n_fft``) is refused naming the file: no spectrogram frame fits in it."""
+        audio = read_audio(path, self.sample_rate)
+        clip = n_clip_samples(self.clip_duration_s, self.sample_rate)
+        if pad_to_clip and audio.numel() < clip:
+            audio = pad_or_crop(audio, clip)
+        n_fft = self.extractor.params.n_fft
+        if audio.numel() < n_fft:
+            raise InputFileError(
+                path,
+                f"{audio.numel()} samples at {self.sample_rate} Hz "
+                f"({audio.numel() / self.sample_rate:.4f} s) is shorter than one FFT window "
+                f"(features.n_fft: {n_fft} samples, {n_fft / self.sample_rate:.4f} s) of run "
+                f"{self.run_dir}",
+            )
+        return audio
 
     def encoder_for(self, n_samples: int) -> LabelEncoder:
         """The label encoder, with offsets clipped to a clip of ``n_samples`` samples (clips of

@@ -43,7 +43,7 @@ from sedkit.checkpoint import (
 from sedkit.data.features import FeatureExtractor
 from sedkit.data.labels import LabelEncoder
 from sedkit.errors import UserError
-from sedkit.evaluation import evaluate_classification, evaluate_sed
+from sedkit.evaluation import check_reference, evaluate_classification, evaluate_sed
 from sedkit.plugins import Plugins
 from sedkit.recipe import DecodingParams, LoadedRecipe, OptimizerParams, SchedulerParams
 from sedkit.rundir import MetricsLog, write_json
@@ -133,14 +133,21 @@ def check_decoding_classes(decoding: DecodingParams, classes: list[str]) -> None
 
 
 def build_model(
-    loaded: LoadedRecipe, classes: list[str], clip_duration_s: float, log: Any
+    loaded: LoadedRecipe,
+    classes: list[str],
+    clip_duration_s: float,
+    log: Any,
+    *,
+    model_device: str | None = None,
 ) -> tuple[FeatureExtractor, C.Model, LabelEncoder | None]:
     """The feature extractor, the model and (SED) the label encoder at the model's output
-    frame rate: shared by training and ``sedkit predict``."""
+    frame rate: shared by training and ``sedkit predict``. With ``model_device`` the model's
+    tensors are made there (``"meta"``: shapes only, for the limits checked up front)."""
     r = loaded.recipe
     extractor = FeatureExtractor(r.features)
     n_frames = extractor.n_frames(round(clip_duration_s * r.features.sample_rate))
-    with component_params_errors("model"):
+    where = torch.device(model_device) if model_device else contextlib.nullcontext()
+    with component_params_errors("model"), where:
         model = loaded.classes["model"](
             loaded.params["model"],
             C.ModelContext(
@@ -364,6 +371,8 @@ class Trainer:
     def setup(self, resume: bool) -> None:
         """Prepare data (and normalisation statistics), or reload the last checkpoint."""
         self.data.setup(self.run_dir, self.encoder, self.extractor)
+        if self.recipe.task == "sed":
+            check_reference(self.data.reference())  # before training, not at the first validation
         steps = self._epoch_length()
         self.steps_per_epoch = steps
         sp = self.tp.scheduler

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 
-from sedkit.data.audio import read_audio
 from sedkit.data.labels import read_strong_tsv
 from sedkit.errors import UserError
 from sedkit.trained_run import TrainedRun
@@ -70,7 +69,8 @@ def detection_view(
             f"{trained.run_dir}: the detection view needs a sound event detection run; "
             f"this run's task is {trained.loaded.recipe.task}"
         )
-    audio = read_audio(audio_path, trained.sample_rate)
+    # A validation clip, shown as the run scored it: padded to the clip length when shorter.
+    audio = trained.read_clip(audio_path, pad_to_clip=True)
     spectrogram, out = trained.infer(audio.unsqueeze(0))
     if out.frame_probs is None:
         raise UserError(f"{trained.run_dir}: the model gives no frame probabilities")

@@ -342,8 +342,13 @@ class ScoreCommand(Command):
                 )
         else:
             raise InputFileError(est, "file or folder not found")
-        if args.plot_dir is not None and psds_detections and not args.overwrite:
-            _refuse_existing_plots(args.plot_dir, scenarios)
+        if args.plot_dir is not None and psds_detections:
+            from sedkit.outputs import check_output  # (imports torch: only when plotting)
+
+            # A file in its place or a folder that cannot be written: refused before scoring.
+            check_output(args.plot_dir, overwrite=True, what="folder")
+            if not args.overwrite:
+                _refuse_existing_plots(args.plot_dir, scenarios)
         metrics = score_sed(
             ground_truth=args.ref,
             detections=detections,

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import os
 import tempfile
 from collections.abc import Sequence
@@ -275,7 +276,68 @@ def read_ground_truth(path: PathLike) -> pd.DataFrame:
     NaN, so every clip of the set is known: ``df["filename"].unique()`` lists them all.
     Raises :class:`~sedkit.errors.InputFileError` naming file and line on any malformed row.
     """
-    return _read_event_table(path, what="ground truth")
+    gt = _read_event_table(path, what="ground truth")
+    _refuse_repeated_events(gt, path)
+    return gt
+
+
+def _refuse_repeated_events(gt: pd.DataFrame, path: PathLike) -> None:
+    """A ground-truth event listed twice is two events to detect, one of which no system can
+    match: every repeated row is named with the line it repeats."""
+    events = gt[gt["event_label"].notna()]
+    if not events.duplicated().any():
+        return
+    problems = _Problems(path)
+    first: dict[tuple, int] = {}
+    for line, *row in events.itertuples():
+        key = tuple(row)
+        if key in first:
+            problems.add(int(line), f"repeats line {first[key]}: an event listed twice")
+        else:
+            first[key] = int(line)
+    problems.raise_if_any()
+
+
+def check_events_within_durations(gt: pd.DataFrame, durations: pd.DataFrame) -> None:
+    """Ground-truth events against their clips' durations: an event that starts at or after
+    its clip's end can never be detected and is refused naming its line; one that only ends
+    after it (DCASE 2019's validation set has 4, by up to 0.115 s) is scored as given, with
+    one warning naming the first and the largest overrun."""
+    source = str(gt.attrs.get("source", "<ground truth DataFrame>"))
+    dur_source = durations.attrs.get("source", "the durations")
+    events = gt[gt["event_label"].notna()]
+    length = events["filename"].map(durations.set_index("filename")["duration"]).to_numpy()
+    onset, offset = events["onset"].to_numpy(), events["offset"].to_numpy()
+    from_file = gt.index.name == "line" and "source" in gt.attrs
+
+    def where(i: int) -> str:
+        row = f"{events.index[i]}" if from_file else f" row {i}"
+        return f"{source}:{row}: {events['filename'].iloc[i]} {onset[i]:g}-{offset[i]:g} s"
+
+    with np.errstate(invalid="ignore"):
+        after = np.flatnonzero(onset >= length)
+        over = np.flatnonzero(offset > length + 1e-6)
+    if len(after):
+        i = after[0]
+        more = f" ({len(after)} events do)" if len(after) > 1 else ""
+        raise UserError(
+            f"{where(i)} starts at or after the clip's end ({length[i]:g} s in {dur_source})"
+            f"{more}; no detection can match it"
+        )
+    if len(over):
+        worst = over[np.argmax(offset[over] - length[over])]
+        message = (
+            f"{where(over[0])}: {len(over)} ground-truth event(s) end after their clip "
+            f"(durations in {dur_source}), by up to {offset[worst] - length[worst]:.3f} s "
+            f"({where(worst)}); scored as given"
+        )
+        if message not in _WARNED:
+            _WARNED.add(message)
+            logging.getLogger("sedkit").warning("%s", message)
+
+
+#: Warnings already given in this process (the trainer scores every epoch).
+_WARNED: set[str] = set()
 
 
 def read_detections(path: PathLike) -> pd.DataFrame:

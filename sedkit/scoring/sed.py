@@ -40,6 +40,7 @@ from sedkit.errors import InputFileError, UserError
 from sedkit.scoring.io import (
     EVENT_COLUMNS,
     check_event_frame,
+    check_events_within_durations,
     read_detections,
     read_durations,
     read_ground_truth,
@@ -294,6 +295,7 @@ def _prepare(
                 f"no duration for {len(absent)} clip(s) of the ground truth {gt_source}, "
                 f"e.g. {', '.join(absent[:3])}",
             )
+        check_events_within_durations(gt, dur)
     elif need_durations:
         raise UserError(
             "PSDS and the intersection-based F1 need clip durations: pass --meta DURATIONS.tsv "

@@ -138,8 +138,10 @@ class ToyModel(Model):
         h = self.drop(torch.relu(self.pool(self.conv(x)))).transpose(1, 2)
         frame_logits = self.head(h)
         frame_probs = torch.sigmoid(frame_logits)
+        # Max pooling commutes with the sigmoid: the clip logits are the frames' maximum.
         return ModelOutput(
             clip_probs=frame_probs.amax(dim=1),
+            clip_logits=frame_logits.amax(dim=1),
             frame_probs=frame_probs,
             frame_logits=frame_logits,
             h=h,

@@ -223,6 +223,30 @@ def test_multi_label_component_loss_per_class_and_per_clip():
     assert per_clip.epoch_metrics()["pl_quantity"] == 0.0
 
 
+def test_multi_label_fmuc_uses_its_temperature_and_the_biased_std(monkeypatch):
+    """FMUC's defaults on one unlabeled clip, two weak passes given as logits (T = 2, sigma
+    over N, tau 0.9 on mu - sigma, mu + sigma < 0.1 absent). Class 1, logits [4, 4]: 0.881 at
+    T = 2, not kept (kept at T = 1: 0.982). Class 2, probabilities [.99, .91] at T = 2: mu .95,
+    sigma .04 over N -> .91 kept (over N - 1, sigma .0566 -> .893 not kept). Class 3, logits
+    [-8, -8]: absent either way. So 2 of 3 entries are kept, and the loss is their BCE / 3;
+    without the temperature 3 would be, with the unbiased std 1."""
+    model = ProbsInInput()
+    student = [0.6, 0.7, 0.2]
+    x = torch.tensor([student]).unsqueeze(-1).repeat(1, 1, 2)
+    batch = Batch(filenames=["u"], stream=["unlabeled"], domain=torch.ones(1),
+                  weak=torch.zeros(1, 3), weak_mask=torch.tensor([False]))  # fmt: skip
+    at_t2 = [[4.0, 2 * math.log(0.99 / 0.01), -8.0], [4.0, 2 * math.log(0.91 / 0.09), -8.0]]
+    passes = torch.tensor(at_t2).unsqueeze(1)  # [N = 2, B = 1, C = 3]
+    labeler = make_labeler(FMUC, task="sed", n_classes=3)
+    assert (labeler.params.temperature, labeler.params.std_estimator) == (2.0, "biased")
+    monkeypatch.setattr(labeler, "weak_logits", lambda model, view: (passes,))
+    loss = labeler.loss(step_for(model, x, batch))["fm_unlabeled_clip_bce"]
+    assert labeler.epoch_metrics()["pl_quantity"] == pytest.approx(2 / 3)
+    kept_probs, targets = torch.tensor(student[1:]), torch.tensor([1.0, 0.0])
+    expected = F.binary_cross_entropy(kept_probs, targets, reduction="sum") / 3
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-4)
+
+
 # --------------------------------------------------------------------------------------------
 # Metrics
 # --------------------------------------------------------------------------------------------

@@ -286,3 +286,37 @@ def test_missing_clip_is_skipped_and_named_or_fatal_with_exit_2(
     result = run_cli("run", recipe(desed_tree), "--run-dir", tmp_path / "skip")
     assert result.code == 0, result.err[-3000:]
     assert str(gone) in (tmp_path / "skip/clips_missing.tsv").read_text()
+
+
+# ------------------------------------------------------------------------ shorter than a window
+def test_a_validation_clip_shorter_than_the_fft_window_is_padded_as_scored(
+    desed_tree, desed_recipe, run_cli_all_plugins, tmp_path
+):
+    """80 samples, fewer than n_fft (256): validation pads the clip to the clip length, and so
+    does the reporting plugin's detection view of it (it used to fail in a reflect pad)."""
+    short = rs.write_wav(desed_tree / "audio/validation/val0.wav", rs.tone(0.01), rs.SR)
+    assert soundfile.info(str(short)).frames == 80
+    run_dir = tmp_path / "run"
+    result = run_cli_all_plugins("run", desed_recipe(desed_tree), "--run-dir", run_dir)
+    assert result.code == 0, result.err[-3000:]
+    assert not result.error_lines and "Traceback" not in result.err
+    assert any("val0" in p.name for p in (run_dir / "plots").rglob("*.png"))
+
+
+def test_predict_refuses_a_clip_shorter_than_the_fft_window_naming_it(
+    desed_tree, desed_recipe, run_cli, tmp_path
+):
+    run_dir = tmp_path / "run"
+    assert run_cli("run", desed_recipe(desed_tree), "--run-dir", run_dir).code == 0
+    folder = tmp_path / "audio"
+    rs.write_wav(folder / "long.wav", rs.tone(0.5), rs.SR)
+    short = rs.write_wav(folder / "short.wav", rs.tone(0.01), rs.SR)
+    out = tmp_path / "detections.tsv"
+    result = run_cli("predict", run_dir, folder, "-o", out)
+    rs.assert_one_line_error(
+        result, f"sedkit: error: {short}: 80 samples at 8000 Hz", "shorter than one FFT window"
+    )
+    assert not out.exists()
+    # One window exactly is enough: one frame.
+    rs.write_wav(short, rs.tone(256 / rs.SR), rs.SR)
+    assert run_cli("predict", run_dir, folder, "-o", out).code == 0

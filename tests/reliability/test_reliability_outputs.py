@@ -132,6 +132,46 @@ def test_a_run_root_that_cannot_be_made_is_one_line(work, run_cli, monkeypatch):
     _refused(result, work, before, "run.root: cannot create", "Read-only file system")
 
 
+def _score_argv(work: Path) -> list[object]:
+    """``sedkit score`` with PSDS (three thresholds) on a ground truth of two clips."""
+    gt = rs.write_tsv(work / "gt.tsv", rs.STRONG_HEADER, [["a.wav", 1.0, 3.0, "Dog"]])
+    meta = rs.write_tsv(work / "dur.tsv", ["filename", "duration"], [["a.wav", 10]])
+    for threshold in (0.25, 0.5, 0.75):
+        rs.write_tsv(
+            work / "est" / f"{threshold:.6f}.tsv", rs.STRONG_HEADER, [["a.wav", 1.1, 3.0, "Dog"]]
+        )
+    return ["score", "--ref", gt, "--est", work / "est", "--meta", meta]
+
+
+@pytest.mark.parametrize(
+    ("plot_dir", "message"),
+    [
+        ("plain_file", "plain_file: is a file; give a folder"),
+        ("plain_file/plots", "cannot be written: "),
+        ("read_only/plots", "read_only is not writable"),
+    ],
+    ids=["file in place of folder", "below a file", "read-only folder"],
+)
+def test_score_plot_dir_that_cannot_be_written_is_one_line(
+    work, run_cli, monkeypatch, plot_dir, message
+):
+    """Refused before scoring. The tests run as root, whom permissions do not stop: the
+    read-only case answers as ``access(2)`` does on a read-only file system."""
+    import sedkit.outputs
+
+    argv = _score_argv(work)
+    (work / "read_only").mkdir()
+    real_access = sedkit.outputs.os.access
+    monkeypatch.setattr(
+        sedkit.outputs.os,
+        "access",
+        lambda path, mode: Path(path).name != "read_only" and real_access(path, mode),
+    )
+    before = _tree_state(work)
+    _refused(run_cli(*argv, "--plot-dir", work / plot_dir), work, before, message)
+    assert run_cli(*argv, "--plot-dir", work / "plots").code == 0  # a writable folder is made
+
+
 @pytest.mark.parametrize(
     ("out", "message"),
     [("plain_file", "plain_file: is a file; give a folder"), ("plain_file/new", "is a file")],
@@ -176,33 +216,61 @@ def test_synth_seed(work, run_cli, seed):
 
 
 # ------------------------------------------------------------------------ limits up front
+#: (case id, override, fragments of the one error line); each refused by validate and by run
+LIMIT_CASES = [
+    (
+        "batch",
+        "data.params.batch_size=100000000",
+        ["data.params.batch_size: 100000000 clips of 0.5 s need at least", " TB for one batch"],
+    ),
+    (
+        "shorter than a window",
+        "data.params.clip_duration_s=0.01",
+        ["data.params.clip_duration_s: 0.01 s at 8000 Hz is 80 samples", "(features.n_fft: 256)"],
+    ),
+    # The model is measured on the meta device: 5.3e11 parameters cost nothing to count.
+    ("model", "model.params.hidden=10000000000", ["model (toy_model): 530,000,000,004 param"]),
+    ("clip length", "data.params.clip_duration_s=1000000", ["clip_duration_s: one clip of 1e+06"]),
+]
+
+
 @pytest.mark.parametrize("command", ["validate", "run"])
-def test_a_batch_that_cannot_fit_is_refused_with_the_estimate(
-    desed_tree, desed_recipe, run_cli, tmp_path, command
+@pytest.mark.parametrize(
+    ("case", "override", "fragments"), LIMIT_CASES, ids=[c[0] for c in LIMIT_CASES]
+)
+def test_limits_are_refused_up_front_with_the_estimate(
+    desed_tree, desed_recipe, run_cli, tmp_path, command, case, override, fragments
 ):
     recipe = desed_recipe(desed_tree)
     before = _tree_state(tmp_path)
-    result = run_cli(command, recipe, "data.params.batch_size=100000000")
-    line = rs.assert_one_line_error(
-        result, "data.params.batch_size: 100000000 clips of 0.5 s need at least", "available"
-    )
-    assert " TB for one batch" in line  # 51.3 KB a clip x 1e8
+    result = run_cli(command, recipe, override)
+    rs.assert_one_line_error(result, *fragments)
     assert _tree_state(tmp_path) == before  # no run folder
 
 
 def test_limits_use_the_memory_given(tmp_path, lean_plugins):
     """The estimate against a small machine: a clip of 0.5 s at 8 kHz is 4000 samples and
-    63 frames of 129 + 16 bins, 52 540 bytes in float32; a batch of 4, 205.2 KB."""
+    63 frames of 129 + 16 bins, 52 540 bytes in float32; the toy model's layers give 4 496
+    bytes of outputs a clip (conv 8 x 63, pooled 8 x 31, dropout, head 4 x 31, float32), its
+    428 parameters 6 848 bytes with gradients and Adam's moments: a batch of 4, 229.5 KB."""
     from sedkit.errors import UserError
     from sedkit.recipe import load_recipe
-    from sedkit.run import check_limits
+    from sedkit.run import check_limits, model_footprint
 
     recipe = tmp_path / "r.yaml"
     recipe.write_text(
         rs.DESED_RECIPE.format(root=tmp_path, runs=tmp_path, model=rs.TOY_MODEL, epochs=1)
     )
     loaded = load_recipe(recipe, plugins=lean_plugins)
+    assert model_footprint(loaded, 0.5) == (16 * 428, 4 * (8 * 63 + 2 * 8 * 31 + 4 * 31))
     check_limits(loaded, available=10**6)
-    expected = r"4 clips of 0.5 s need at least 205.2 KB for one batch \(51.3 KB a clip"
+    expected = (
+        r"4 clips of 0.5 s need at least 229.5 KB for one batch \(55.7 KB a clip: 51.3 KB of "
+        r"waveform and spectrograms, 4.4 KB of model activations; plus 6.7 KB of parameters"
+    )
     with pytest.raises(UserError, match=expected):
         check_limits(loaded, available=10**5)
+    with pytest.raises(UserError, match=r"one clip of 0.5 s needs at least 55.7 KB"):
+        check_limits(loaded, available=6 * 10**4)
+    with pytest.raises(UserError, match=r"model \(toy_model\): 428 parameters need at least"):
+        check_limits(loaded, available=6 * 10**3)

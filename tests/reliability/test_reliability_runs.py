@@ -296,6 +296,21 @@ def test_predict_on_a_folder_writes_detections_that_score_accepts(
     assert json.loads(scored.out)["segment_f1_micro"] == metrics["segment_f1_micro"]
 
 
+def test_predict_refuses_two_clips_of_one_name_naming_both(trained_run, clip, run_cli, tmp_path):
+    """Detections name clips by file name: two clip.wav from different folders would be one
+    clip in the output (their events merged), so they are refused; one file given twice is
+    predicted once."""
+    other = rs.write_wav(clip.parent / "nested" / "clip.wav", rs.tone(0.5, freq=300.0), rs.SR)
+    out = tmp_path / "detections.tsv"
+    result = run_cli("predict", trained_run, clip.parent, "-o", out)
+    rs.assert_one_line_error(result, f"{clip} and {other}: two clips named clip.wav")
+    assert not out.exists()
+    once = run_cli("predict", trained_run, clip, "--threshold", "0")
+    twice = run_cli("predict", trained_run, clip, clip, "--threshold", "0")
+    assert twice.code == once.code == 0
+    assert twice.out == once.out and once.out.count("clip.wav") >= 1
+
+
 def test_new_runs_never_share_a_directory(tmp_path):
     first = create_run_dir(tmp_path, "recipe")
     (first / "keep.txt").write_text("precious")

@@ -381,3 +381,57 @@ def test_metadata_naming_clips_that_do_not_exist_skips_them(desed_tree, tmp_path
     assert [c.filename for c in data.subsets["unlabeled"].clips] == ["unl0.wav"]
     missing = (tmp_path / "run/clips_missing.tsv").read_text().splitlines()
     assert len(missing) == 1 + 3
+
+
+# ------------------------------------------------------------------------ score ground truth
+def _score_inputs(tmp: Path, gt_rows: list[list]) -> list[object]:
+    """``score`` arguments: a ground truth of ``gt_rows``, clips a.wav and b.wav of 10 s, and
+    detections matching a.wav's first event."""
+    gt = rs.write_tsv(tmp / "gt.tsv", rs.STRONG_HEADER, gt_rows)
+    meta = rs.write_tsv(tmp / "dur.tsv", ["filename", "duration"], [["a.wav", 10], ["b.wav", 10]])
+    est = rs.write_tsv(tmp / "est.tsv", rs.STRONG_HEADER, [["a.wav", 1.0, 3.0, "Dog"]])
+    return ["score", "--ref", gt, "--est", est, "--meta", meta, "--json", "--no-dcase-psds"]
+
+
+def test_score_refuses_a_repeated_ground_truth_event_naming_both_lines(run_cli, tmp_path):
+    """A repeated row is a second event no system can match (recall halves): refused."""
+    rows = [["a.wav", 1.0, 3.0, "Dog"], ["b.wav", 2.0, 6.0, "Cat"], ["a.wav", 1.0, 3.0, "Dog"]]
+    result = run_cli(*_score_inputs(tmp_path, rows))
+    rs.assert_one_line_error(result, f"{tmp_path / 'gt.tsv'}:4: repeats line 2")
+    # The same event of another clip or label is not a repeat.
+    rows[2] = ["b.wav", 1.0, 3.0, "Dog"]
+    assert run_cli(*_score_inputs(tmp_path, rows)).code == 0
+
+
+def test_score_refuses_an_event_after_its_clip_and_warns_of_one_ending_after_it(run_cli, tmp_path):
+    gt = tmp_path / "gt.tsv"
+    rows = [["a.wav", 1.0, 3.0, "Dog"], ["b.wav", 10.5, 11.0, "Cat"]]
+    result = run_cli(*_score_inputs(tmp_path, rows))
+    rs.assert_one_line_error(
+        result, f"{gt}:3: b.wav 10.5-11 s starts at or after the clip's end (10 s in"
+    )
+    # Ending after the clip (DCASE 2019's validation set has such events): scored, one warning.
+    rows[1] = ["b.wav", 9.5, 10.115, "Cat"]
+    result = run_cli(*_score_inputs(tmp_path, rows))
+    assert result.code == 0, result.err[-3000:]
+    warnings = [line for line in result.err.splitlines() if "end after their clip" in line]
+    assert len(warnings) == 1 and f"{gt}:3: b.wav 9.5-10.115 s: 1 ground-truth" in warnings[0]
+    assert "by up to 0.115 s" in warnings[0]
+
+
+def test_a_validation_event_after_its_clip_stops_a_run_before_training(
+    desed_tree, desed_recipe, run_cli, tmp_path
+):
+    """The run's validation ground truth is checked when the run starts, as ``sedkit score``
+    checks it, not after the first epoch has trained."""
+    rs.write_tsv(
+        desed_tree / "metadata/validation/validation.tsv",
+        rs.STRONG_HEADER,
+        [["val0.wav", 0.0, 0.25, "Dog"], ["val1.wav", 0.6, 0.7, "Cat"]],
+    )
+    run_dir = tmp_path / "run"
+    result = run_cli("run", desed_recipe(desed_tree), "--run-dir", run_dir)
+    rs.assert_one_line_error(
+        result, "validation_ground_truth.tsv:3: val1.wav 0.6-0.7 s starts at or after the clip's"
+    )
+    assert not (run_dir / "metrics.jsonl").exists() or not (run_dir / "metrics.jsonl").read_text()
