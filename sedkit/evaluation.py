@@ -23,7 +23,7 @@ from sedkit.scoring import (
     score_sed,
     write_detections,
 )
-from sedkit.scoring.io import check_events_within_durations
+from sedkit.scoring.io import CLASSES_FILE, check_events_within_durations
 from sedkit.scoring.score_based import align_reference, score_tables_metrics
 from sedkit.scoring.score_tables import ScoreTables, tables_from_probs, write_score_tables
 
@@ -88,9 +88,9 @@ def evaluate_sed(
     ``psds1_from_scores``/``psds2_from_scores`` are exact, over all thresholds, from the frame
     scores (:mod:`sedkit.scoring.score_based`, as sed_scores_eval computes them). With
     ``out_dir``, writes ``validation_detections.tsv`` (at ``decoding.threshold``),
-    ``psds/<threshold>.tsv`` for each operating point and ``scores/<clip>.tsv`` (the frame
-    score tables), all readable by ``sedkit score``, and the PSD-ROC curves as PNG into
-    ``out_dir/../plots``.
+    ``psds/<threshold>.tsv`` for each operating point, ``scores/<clip>.tsv`` (the frame
+    score tables) and ``classes.txt``, all readable by ``sedkit score``, and the PSD-ROC curves
+    as PNG into ``out_dir/../plots``.
     """
     names, probs = collect_frame_probs(predictor, loader)
     decode = dict(median_filter_s=decoding.median_filter_s)
@@ -104,6 +104,9 @@ def evaluate_sed(
         }
     if out_dir is not None:
         write_detections(detections, out_dir / "validation_detections.tsv", overwrite=True)
+        # The system's classes, so that `sedkit score` counts its detections of classes the
+        # reference lacks as false positives, as this validation does.
+        (out_dir / CLASSES_FILE).write_text("\n".join(encoder.classes) + "\n", encoding="utf-8")
         write_score_tables(out_dir / "scores", tables)
         for th, det in (psds_detections or {}).items():
             write_detections(det, out_dir / "psds" / f"{th:.6f}.tsv", overwrite=True)

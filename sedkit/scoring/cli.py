@@ -32,6 +32,7 @@ from typing import Any
 
 from sedkit.command import Command
 from sedkit.errors import InputFileError, UserError
+from sedkit.scoring.io import CLASSES_FILE
 from sedkit.scoring.sed import (
     PSDS1,
     PSDS2,
@@ -212,6 +213,14 @@ class ScoreCommand(Command):
             "--no-dcase-psds", action="store_true", help="skip the DCASE scenarios PSDS1 and PSDS2"
         )
         parser.add_argument(
+            "--classes",
+            metavar="A,B,...|FILE",
+            help="the system's classes (comma-separated, or a file with one per line), so that "
+            "detections of classes without reference events count as false positives; default: "
+            f"the `{CLASSES_FILE}` that `sedkit run` writes beside its predictions, if present, "
+            "else the ground truth's classes",
+        )
+        parser.add_argument(
             "--allow-unknown-labels",
             action="store_true",
             help="drop detections whose label is not in the ground truth, with "
@@ -349,9 +358,11 @@ class ScoreCommand(Command):
             check_output(args.plot_dir, overwrite=True, what="folder")
             if not args.overwrite:
                 _refuse_existing_plots(args.plot_dir, scenarios)
+        classes = system_classes(args.classes, est)
         metrics = score_sed(
             ground_truth=args.ref,
             detections=detections,
+            classes=classes,
             durations=args.meta,
             psds_detections=psds_detections,
             psds_scenarios=scenarios,
@@ -366,6 +377,28 @@ class ScoreCommand(Command):
         if used_threshold is not None:
             metrics["threshold"] = used_threshold
         return metrics, detections, scenarios
+
+
+def system_classes(option: str | None, est: Path) -> list[str] | None:
+    """The class list of ``--classes`` (names, or a file of one name per line), else the
+    ``classes.txt`` a run writes into its ``predictions/`` folder when ``est`` lies there (the
+    detection file's folder or a ``psds/`` folder inside it), announced on stderr; else None (the
+    ground truth's classes)."""
+    if option is not None:
+        path = Path(option)
+        if path.is_file():
+            names = path.read_text(encoding="utf-8").split()
+        else:
+            names = [c.strip() for c in option.split(",") if c.strip()]
+        if not names or len(set(names)) != len(names):
+            raise UserError(f"--classes: a list of distinct class names, got {option!r}")
+        return names
+    folder = est if est.is_dir() else est.parent
+    for candidate in (folder / CLASSES_FILE, folder.parent / CLASSES_FILE):
+        if candidate.is_file():
+            print(f"sedkit: note: classes from {candidate}", file=sys.stderr)
+            return candidate.read_text(encoding="utf-8").split()
+    return None
 
 
 def format_score_metrics(

@@ -40,6 +40,10 @@ MAX_PROBLEMS_LISTED = 10
 
 PathLike = str | os.PathLike
 
+#: The class list a run writes beside its predictions, read by ``sedkit score``: detections of
+#: classes without reference events are then counted as false positives, not refused.
+CLASSES_FILE = "classes.txt"
+
 
 class _Problems:
     """Collects ``(line, message)`` problems of one file and raises them as one error."""

@@ -67,6 +67,17 @@ def test_run_writes_everything(toy_recipe, toy_plugins, tmp_path, capsys):
     again = json.loads(capsys.readouterr().out)
     for name in ("psds1", "psds2"):
         assert again[name] == pytest.approx(final["validation"][f"{name}_from_scores"], abs=1e-9)
+    # The run's own detections, scored again with the class list written beside them, give the
+    # run's F1 figures.
+    predictions = run_dir / "predictions"
+    from toy_plugin import CLASSES
+
+    assert (predictions / "classes.txt").read_text().split() == list(CLASSES)
+    argv = ["--ref", gt, "--est", predictions / "validation_detections.tsv", "--json"]
+    assert score_main([str(a) for a in argv]) == 0
+    rescored = json.loads(capsys.readouterr().out)
+    for name in ("event_f1_macro", "segment_f1_micro", "segment_f1_macro"):
+        assert rescored[name] == pytest.approx(final["validation"][name], abs=1e-9), name
 
 
 def test_run_directory_is_never_reused(toy_recipe, toy_plugins, tmp_path):

@@ -429,3 +429,38 @@ def test_per_class_psd_roc_with_classes_absent_from_the_reference(tmp_path, monk
     assert (plots / "psds_small_roc_per_class.png").read_bytes().startswith(b"\x89PNG")
     assert list(metrics["classwise"]) == classes
     assert metrics["psds_small"] == score_sed(**common, classes=classes)["psds_small"]
+
+
+def test_a_systems_class_list_counts_its_false_positives_of_absent_classes(tmp_path, capsys):
+    """Issue 18: a run's detections of a class without reference events were refused as
+    'unknown labels', and --allow-unknown-labels dropped those real false positives. The class
+    list (``--classes``, or the run's ``classes.txt`` beside the detections) counts them."""
+    from sedkit.scoring.cli import main as score_main
+
+    gt, est, meta = tmp_path / "gt.tsv", tmp_path / "pred" / "det.tsv", tmp_path / "dur.tsv"
+    est.parent.mkdir()
+    gt.write_text("filename\tonset\toffset\tevent_label\na.wav\t0.0\t1.0\tDog\n")
+    est.write_text(
+        "filename\tonset\toffset\tevent_label\na.wav\t0.0\t1.0\tDog\na.wav\t2.0\t3.0\tCat\n"
+    )
+    meta.write_text("filename\tduration\na.wav\t10.0\n")
+
+    def score(*extra):
+        code = score_main([str(a) for a in ("--ref", gt, "--est", est, "--json", *extra)])
+        captured = capsys.readouterr()
+        return code, captured
+
+    code, captured = score()
+    assert code == 2 and "not a class of the ground truth" in captured.err
+    code, captured = score("--allow-unknown-labels")
+    dropped = json.loads(captured.out)
+    assert dropped["segment_f1_micro"] == pytest.approx(1.0)  # the false positive vanished
+    code, captured = score("--classes", "Dog,Cat")
+    counted = json.loads(captured.out)
+    assert code == 0 and counted["segment_f1_micro"] == pytest.approx(2 / 3)
+    (est.parent / "classes.txt").write_text("Dog\nCat\n")  # as `sedkit run` writes it
+    code, captured = score()
+    assert code == 0 and json.loads(captured.out) == counted
+    assert "classes from" in captured.err
+    code, captured = score("--classes", "Dog,Dog")
+    assert code == 2 and "distinct class names" in captured.err
