@@ -36,6 +36,34 @@ def pad_or_crop(waveform: Tensor, n_samples: int) -> Tensor:
     return torch.nn.functional.pad(waveform, (0, n_samples - length))
 
 
+def wav_truncation(path: Path) -> tuple[int, int] | None:
+    """For a RIFF/WAVE file whose ``data`` chunk declares more bytes than the file holds (a copy
+    or download cut short): (declared bytes, bytes present). None for complete files, other
+    formats, and streams whose size field is unknown (0 or 0xFFFFFFFF). libsndfile reads such a
+    file without complaint and returns the shorter signal, so it is checked here."""
+    try:
+        with path.open("rb") as handle:
+            if handle.read(4) != b"RIFF":
+                return None
+            handle.read(4)
+            if handle.read(4) != b"WAVE":
+                return None
+            size = path.stat().st_size
+            while True:
+                header = handle.read(8)
+                if len(header) < 8:
+                    return None
+                chunk, length = header[:4], int.from_bytes(header[4:], "little")
+                if chunk == b"data":
+                    if length in (0, 0xFFFFFFFF):
+                        return None
+                    present = size - handle.tell()
+                    return (length, present) if present < length else None
+                handle.seek(length + (length & 1), 1)  # chunks are word-aligned
+    except OSError:
+        return None
+
+
 def read_audio(
     path: str | Path,
     sample_rate: int,
@@ -46,8 +74,8 @@ def read_audio(
 
     Channels are averaged; other rates are resampled with ``torchaudio.functional.resample``
     (windowed sinc); with ``n_samples`` the result is zero-padded or cropped to that length.
-    Raises InputFileError for a file that is missing, unreadable, empty or holds non-finite
-    samples.
+    Raises InputFileError for a file that is missing, unreadable, empty, truncated (a WAV whose
+    samples stop before its header says) or holds non-finite samples.
     """
     path = Path(path)
     if not path.is_file():
@@ -58,6 +86,13 @@ def read_audio(
         raise InputFileError(path, f"cannot read audio: {exc}") from exc
     if data.shape[0] == 0:
         raise InputFileError(path, "audio file holds no samples")
+    cut = wav_truncation(path)
+    if cut is not None:
+        raise InputFileError(
+            path,
+            f"truncated WAV: its header declares {cut[0]} bytes of samples, the file holds "
+            f"{cut[1]}; copy it again",
+        )
     if not np.isfinite(data).all():
         raise InputFileError(path, "audio file holds NaN or infinite samples")
     waveform = torch.from_numpy(data.mean(axis=1))

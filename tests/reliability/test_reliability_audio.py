@@ -48,6 +48,8 @@ def _bad_audio(kind: str, tmp: Path) -> tuple[str, bytes]:
         return ".wav", wav[:44]
     if kind == "wav-cut-mid-header":
         return ".wav", wav[:20]
+    if kind == "wav-truncated-data":  # a copy cut short: libsndfile reads the rest silently
+        return ".wav", wav[: 44 + (len(wav) - 44) * 2 // 3]
     if kind == "random-bytes":
         return ".wav", np.random.default_rng(1).integers(0, 256, 3000, dtype=np.uint8).tobytes()
     if kind == "text-named-wav":
@@ -78,6 +80,7 @@ BAD_AUDIO = {
     "empty-file": "cannot read audio",
     "wav-header-only": "audio file holds no samples",
     "wav-cut-mid-header": "cannot read audio",
+    "wav-truncated-data": "truncated WAV: its header declares",
     "random-bytes": "cannot read audio",
     "text-named-wav": "cannot read audio",
     "flac-empty-file": "cannot read audio",
@@ -122,16 +125,22 @@ def test_a_folder_named_like_audio_is_not_found(tmp_path):
         read_audio(folder, rs.SR)
 
 
-def test_wav_cut_mid_data_keeps_the_whole_samples_and_pads(tmp_path):
-    """libsndfile reads the frames that are present (a short clip, padded like one)."""
+def test_wav_cut_mid_data_is_refused_naming_what_is_missing(tmp_path):
+    """libsndfile reads the frames that are present without a word; a clip cut short (issue 18:
+    'truncated WAV data accepted without a warning') would train as a shorter, padded clip. It is
+    refused, naming the bytes the header declares and the bytes present."""
     clip = rs.tone()
     raw = _wav_bytes(tmp_path, clip)  # PCM_16: 2 bytes a frame after a 44-byte header
     path = tmp_path / "cut.wav"
     path.write_bytes(raw[: 44 + 2 * 1000 + 1])  # 1000 frames and half a sample
-    audio = read_audio(path, rs.SR, n_samples=4000)
-    assert audio.shape == (4000,)
-    np.testing.assert_allclose(audio[:1000].numpy(), clip[:1000], atol=2**-15)
-    assert audio[1000:].abs().max() == 0
+    with pytest.raises(InputFileError) as info:
+        read_audio(path, rs.SR, n_samples=4000)
+    assert str(info.value) == (
+        f"{path}: truncated WAV: its header declares {len(raw) - 44} bytes of samples, the file "
+        "holds 2001; copy it again"
+    )
+    path.write_bytes(raw)  # the whole file reads as before
+    np.testing.assert_allclose(read_audio(path, rs.SR).numpy(), clip, atol=2**-15)
 
 
 # ------------------------------------------------------------------------ handled files
