@@ -71,11 +71,11 @@ def predict_command(args: argparse.Namespace, *, plugins: Plugins) -> int:
         raise UserError("predict: --thresholds writes one file per threshold: give -o FOLDER")
     if args.mc_dropout and output is None:
         raise UserError("predict: --mc-dropout also writes uncertainties: give -o FILE")
-    scores_dir = score_tables_folder(output, args.scores, bool(args.thresholds))
     if output is not None:  # refused before any work; nothing is written
         check_output(output, overwrite=args.overwrite, what="folder" if args.thresholds else "file")
         if args.mc_dropout:
             check_output(_uncertainty_path(output), overwrite=args.overwrite)
+    scores_dir = score_tables_folder(output, args.scores, bool(args.thresholds))
     if scores_dir is not None and scores_dir.exists() and not args.overwrite:
         raise UserError(f"{scores_dir}: exists; use --overwrite to replace the score tables")
     trained = load_trained_run(
