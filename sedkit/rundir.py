@@ -28,7 +28,6 @@ import platform
 import sys
 import time
 from collections.abc import Iterator
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +35,7 @@ import torch
 import yaml
 
 from sedkit.checkpoint import append_line, atomic_write
+from sedkit.doctor import REPORTED, installed_version
 from sedkit.errors import UserError
 
 log = logging.getLogger("sedkit")
@@ -145,23 +145,7 @@ def to_jsonable(value: Any) -> Any:
 
 def environment(device: str) -> dict[str, Any]:
     """Versions and hardware, recorded in every run."""
-    versions = {}
-    for dist in (
-        "sedkit",
-        "torch",
-        "torchaudio",
-        "numpy",
-        "pandas",
-        "sed_eval",
-        "psds_eval",
-        "scaper",
-        "soundfile",
-        "pluggy",
-    ):
-        try:
-            versions[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            versions[dist] = None
+    versions = {dist: installed_version(dist) for dist in ("sedkit", *REPORTED)}
     env: dict[str, Any] = {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
