@@ -1,6 +1,7 @@
 """Test-wide settings and helpers."""
 
 import importlib.util
+import subprocess
 import sys
 from pathlib import Path
 
@@ -43,3 +44,21 @@ def tiny_desed_tree(tmp_path_factory):
     root = tmp_path_factory.mktemp("desed_tiny") / "data"
     synthesize(root, preset="tiny", seed=0)
     return root
+
+
+@pytest.fixture(scope="session")
+def sedkit_subprocess():
+    """``sedkit_subprocess(*args, env=None, cwd=None, timeout=120)``: ``python -m sedkit.cli ARGS``
+    in a fresh interpreter (this one's), output captured as text."""
+
+    def run(*args, env=None, cwd=None, timeout=120) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "sedkit.cli", *map(str, args)],
+            env=env,
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    return run

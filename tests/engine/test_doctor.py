@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -60,21 +58,10 @@ def _fake_broken_torchaudio(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def _sedkit(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "sedkit.cli", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
-def test_every_command_in_a_broken_environment_prints_one_line_exit_2(tmp_path):
+def test_every_command_in_a_broken_environment_prints_one_line_exit_2(tmp_path, sedkit_subprocess):
     env = _fake_broken_torchaudio(tmp_path)
     for args in (["run", str(ROOT / "recipes/dcase2019_task4.yaml")], ["plugins"]):
-        result = _sedkit(args, env, tmp_path)
+        result = sedkit_subprocess(*args, env=env, cwd=tmp_path)
         assert result.returncode == 2, result.stderr
         assert "Traceback" not in result.stderr
         lines = result.stderr.strip().splitlines()
@@ -84,12 +71,11 @@ def test_every_command_in_a_broken_environment_prints_one_line_exit_2(tmp_path):
     assert not (tmp_path / "runs").exists() and not (tmp_path / "data").exists()
 
 
-def test_doctor_marks_the_broken_import(tmp_path):
-    result = _sedkit(
-        ["doctor", "--data", str(tmp_path / "d"), "--runs", str(tmp_path / "r")],
-        _fake_broken_torchaudio(tmp_path),
-        tmp_path,
-    )
+def test_doctor_marks_the_broken_import(tmp_path, sedkit_subprocess):
+    result = sedkit_subprocess(
+        "doctor", "--data", tmp_path / "d", "--runs", tmp_path / "r",
+        env=_fake_broken_torchaudio(tmp_path), cwd=tmp_path,
+    )  # fmt: skip
     assert result.returncode == 2, result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr
     failed = [line for line in result.stdout.splitlines() if line.startswith("[FAIL]")]
@@ -97,12 +83,10 @@ def test_doctor_marks_the_broken_import(tmp_path):
     assert "1 check(s) failed: imports" in result.stdout
 
 
-def test_doctor_passes_on_the_installed_environment(tmp_path):
+def test_doctor_passes_on_the_installed_environment(tmp_path, sedkit_subprocess):
     """The suite runs in the venv that tools/install.sh built from the lock: all checks pass."""
-    result = _sedkit(
-        ["doctor", "--data", str(tmp_path / "d"), "--runs", str(tmp_path / "r")],
-        dict(os.environ),
-        tmp_path,
+    result = sedkit_subprocess(
+        "doctor", "--data", tmp_path / "d", "--runs", tmp_path / "r", cwd=tmp_path
     )
     assert result.returncode == 0, result.stdout + result.stderr
     for name in ("python", "versions", "pins", "lock", "imports", "cuda", "sox"):

@@ -60,20 +60,19 @@ def tiny_desed(tmp_path_factory):
     return root
 
 
-def _sedkit(site, *args, cwd=None):
-    env = {**os.environ, "PYTHONPATH": str(site)}
-    return subprocess.run(
-        [sys.executable, "-m", "sedkit.cli", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+@pytest.fixture
+def in_site(site, sedkit_subprocess):
+    """``sedkit`` in a fresh interpreter that sees the installed example packages."""
+
+    def run(*args, cwd=None):
+        env = {**os.environ, "PYTHONPATH": str(site)}
+        return sedkit_subprocess(*args, env=env, cwd=cwd, timeout=600)
+
+    return run
 
 
-def test_installed_plugins_are_listed_and_broken_one_is_named(site):
-    result = _sedkit(site, "plugins", "--json")
+def test_installed_plugins_are_listed_and_broken_one_is_named(in_site):
+    result = in_site("plugins", "--json")
     assert result.returncode == 0, result.stderr
     plugins = {p["name"]: p for p in json.loads(result.stdout)}
     example = plugins["example_cnn"]
@@ -94,10 +93,10 @@ def test_installed_plugins_are_listed_and_broken_one_is_named(site):
     )
 
 
-def test_recipe_with_third_party_model_runs(site, tiny_desed, tmp_path):
+def test_recipe_with_third_party_model_runs(in_site, tiny_desed, tmp_path):
     recipe = tmp_path / "r.yaml"
     recipe.write_text(RECIPE.format(root=tiny_desed, model="example_cnn", runs=tmp_path / "runs"))
-    result = _sedkit(site, "run", str(recipe), "--run-dir", str(tmp_path / "run"))
+    result = in_site("run", str(recipe), "--run-dir", str(tmp_path / "run"))
     assert result.returncode == 0, result.stderr
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert "event_f1_macro" in metrics["validation"]
@@ -105,10 +104,10 @@ def test_recipe_with_third_party_model_runs(site, tiny_desed, tmp_path):
     assert any(p["name"] == "example_cnn" and p["status"] == "loaded" for p in used)
 
 
-def test_recipe_needing_the_broken_plugin_stops_with_its_message(site, tiny_desed, tmp_path):
+def test_recipe_needing_the_broken_plugin_stops_with_its_message(in_site, tiny_desed, tmp_path):
     recipe = tmp_path / "r.yaml"
     recipe.write_text(RECIPE.format(root=tiny_desed, model="broken_model", runs=tmp_path / "runs"))
-    result = _sedkit(site, "run", str(recipe))
+    result = in_site("run", str(recipe))
     assert result.returncode == 2
     assert "model.name: unknown model 'broken_model': plugin 'broken_model'" in result.stderr
     assert "libbroken.so.1" in result.stderr
@@ -116,14 +115,9 @@ def test_recipe_needing_the_broken_plugin_stops_with_its_message(site, tiny_dese
     assert not (tmp_path / "runs").exists()  # nothing started
 
 
-def test_builtins_only_skips_third_party(site):
-    env_result = subprocess.run(
-        [sys.executable, "-m", "sedkit.cli", "plugins", "--json"],
-        env={**os.environ, "PYTHONPATH": str(site), "SEDKIT_BUILTINS_ONLY": "1"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def test_builtins_only_skips_third_party(site, sedkit_subprocess):
+    env = {**os.environ, "PYTHONPATH": str(site), "SEDKIT_BUILTINS_ONLY": "1"}
+    env_result = sedkit_subprocess("plugins", "--json", env=env, timeout=300)
     plugins = {p["name"]: p for p in json.loads(env_result.stdout)}
     assert plugins["example_cnn"]["status"] == "skipped"
     assert plugins["broken_model"]["status"] == "skipped"
