@@ -168,9 +168,15 @@ def test_a_signal_marks_the_run_interrupted_and_it_resumes_to_the_same_result(
 
     run_dir = tmp_path / "run"
     handler_before = signal.getsignal(signal.SIGTERM)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(trainer_module.Trainer, "train_step", step_then_signal)
-        result = run_cli("run", rs.write_toy_recipe(tmp_path, 2), "--run-dir", run_dir)
+    # Ctrl-C as a user at a terminal sends it: Python's KeyboardInterrupt handler. A test run
+    # started in the background by a shell without job control inherits SIGINT ignored.
+    int_before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(trainer_module.Trainer, "train_step", step_then_signal)
+            result = run_cli("run", rs.write_toy_recipe(tmp_path, 2), "--run-dir", run_dir)
+    finally:
+        signal.signal(signal.SIGINT, int_before)
     assert result.code == code and "Traceback" not in result.err, result.err[-3000:]
     assert "sedkit: interrupted" in result.err
     assert _record(run_dir)["status"] == "interrupted"
