@@ -153,8 +153,9 @@ def main() -> None:
             f"Command: `python tools/reproduce_table1.py --seeds {' '.join(map(str, args.seeds))}"
             f" --jobs {args.jobs}{extra}` ({time.time() - started:.0f} s for the runs not "
             f"already done, {threads} CPU thread(s) per run). Checkpoints selected on validation; "
-            "scores on the eval split (`sedkit predict` + `sedkit score`, F1 at 0.5, PSDS over 25 "
-            "thresholds; F1 as fractions, not %).\n\n## sedkit\n\n" + table + "\n\n## The paper "
+            "scores on the eval split from frame score tables (`sedkit predict` + `sedkit score "
+            "--scores`: F1 at 0.5, exact PSDS over all thresholds; F1 as fractions, not %)."
+            "\n\n## sedkit\n\n" + table + "\n\n## The paper "
             "(DCASE 2019 validation, real DESED data)\n\n" + "\n".join(paper) + "\n"
         )
 
