@@ -45,6 +45,10 @@ DIAGNOSTICS = (
     ("PL frame recall", "tri_frame_recall", "first"),
     ("Omega (end of stage 1)", "tri_omega", "last"),
     ("D balanced accuracy (last 5)", "domain_balanced_accuracy", "last5"),
+    # Ft's validation F1 when stage 1 ends (tri.yaml: epoch 15 of 30), in every row: does
+    # training the labelers beside Ft slow Ft down in stage 1?
+    ("val event F1 at epoch 15", "event_f1_macro", "epoch15"),
+    ("val event F1 at the end", "event_f1_macro", "last"),
 )
 
 
@@ -53,6 +57,11 @@ def run_dir_of(run_root: Path, variant: str, seed: int) -> Path:
 
 
 def diagnostic(records: list[dict], metric: str, which: str) -> float | None:
+    """``metric`` at the first or last epoch that has it, its mean over the last five, or its
+    value at epoch N (``which`` = "epochN")."""
+    if which.startswith("epoch"):
+        at = [r[metric] for r in records if r.get("epoch") == int(which[5:]) and metric in r]
+        return at[0] if at else None
     values = [r[metric] for r in records if isinstance(r.get(metric), int | float)]
     if not values:
         return None
