@@ -37,3 +37,19 @@ def test_headroom_configs_and_split_paths(load_tool):
     assert reproduction.SED_SPLITS["eval"][1] == "metadata/eval/public.tsv"
     assert reproduction.mean_std([0.25]) == "0.250"
     assert reproduction.mean_std([0.2, 0.4]) == "0.300 ± 0.141"
+
+
+def test_last_quarter_gain_reads_epoch_three_quarters_in(load_tool):
+    reproduction = load_tool("reproduction")
+    # 8 epochs: the last quarter runs from the end of epoch 6 to the end of epoch 8.
+    records = [{"epoch": e, "event_f1_macro": 0.1 * e} for e in range(1, 9)]
+    records.append({"epoch": 8, "stage": "test", "event_f1_macro": 0.0})  # not a training epoch
+    assert reproduction.last_quarter_gain(records) == pytest.approx(0.8 - 0.6)
+    assert reproduction.last_quarter_gain(records, window=2) == pytest.approx(0.75 - 0.55)
+
+
+def test_table1_diagnostic_at_a_given_epoch(load_tool):
+    table1 = load_tool("reproduce_table1")
+    records = [{"epoch": e, "event_f1_macro": e / 100} for e in range(1, 41)]
+    assert table1.diagnostic(records, "event_f1_macro", "epoch20") == pytest.approx(0.20)
+    assert table1.diagnostic(records, "event_f1_macro", "epoch50") is None
