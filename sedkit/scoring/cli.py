@@ -236,7 +236,7 @@ class ScoreCommand(Command):
             "--jobs",
             type=int,
             default=min(2, os.cpu_count() or 1),
-            help="processes for independent evaluations (default 2)",
+            help="processes for independent evaluations (with --scores: classes; default 2)",
         )
 
     @classmethod
@@ -285,6 +285,8 @@ class ScoreCommand(Command):
     def _score_tables(cls, args: argparse.Namespace) -> tuple[dict[str, Any], Path, list]:
         from sedkit.scoring.score_based import CollarParams, score_folder
 
+        if args.jobs < 1:
+            raise UserError(f"--jobs must be >= 1, got {args.jobs}")
         scenarios = cls.scenarios(args)
         if scenarios and args.meta is None:
             if any(p.name == "psds_custom" for p in scenarios) or args.plot_dir is not None:
@@ -307,6 +309,7 @@ class ScoreCommand(Command):
                 segment_length=args.time_resolution,
                 allow_unknown_clips=args.allow_unknown_clips,
                 with_curves=args.plot_dir is not None,
+                n_jobs=args.jobs,
             )
         except ValueError as e:  # criteria the score-based scorer cannot take (e.g. dtc 0)
             raise UserError(str(e)) from None

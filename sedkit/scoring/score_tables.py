@@ -85,7 +85,9 @@ def score_files(folder: str | os.PathLike) -> dict[str, Path]:
         raise InputFileError(
             root, "score folder not found" if not root.exists() else "not a folder"
         )
-    files = {p.name[: -len(SCORE_SUFFIX)]: p for p in sorted(root.glob(f"*{SCORE_SUFFIX}"))}
+    # Sorted by name (strings compare far faster than paths; one folder, so the same order).
+    found = sorted(root.glob(f"*{SCORE_SUFFIX}"), key=lambda p: p.name)
+    files = {p.name[: -len(SCORE_SUFFIX)]: p for p in found}
     if not files:
         raise InputFileError(root, "no score tables (<audio id>.tsv) in this folder")
     return files
