@@ -315,10 +315,9 @@ class ScoreCommand(Command):
             raise UserError(str(e)) from None
         curves = metrics.pop("curves", None)
         if args.plot_dir is not None and curves:
-            from sedkit.scoring.plots import plot_score_psd_roc
+            from sedkit.scoring.plots import plot_score_psd_rocs
 
-            for name, curve in curves.items():
-                plot_score_psd_roc(curve, list(metrics["classwise"]), args.plot_dir, name=name)
+            plot_score_psd_rocs(curves, list(metrics["classwise"]), args.plot_dir)
         return metrics, args.scores, scenarios
 
     @classmethod

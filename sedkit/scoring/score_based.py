@@ -1186,3 +1186,43 @@ def score_folder(
     )
     metrics["n_clips"] = len(tables.clips)
     return metrics
+
+
+def score_tables_psds(
+    scores: Any,
+    ground_truth: Any,
+    durations: Any,
+    *,
+    psds_scenarios: Sequence[Any] | None = None,
+    plot_dir: Any = None,
+) -> dict[str, Any]:
+    """The exact PSDS of score tables over all thresholds, as a run's validation reports it.
+
+    ``scores`` is a :class:`ScoreTables` or a folder of them; ``ground_truth`` and
+    ``durations`` paths or frames (:mod:`sedkit.scoring.io`). ``psds_scenarios`` defaults to
+    PSDS1 and PSDS2. Classes without a reference event and tables of clips outside the ground
+    truth are left out silently, as psds_eval leaves them out. Returns each scenario's PSDS by
+    name and ``classwise`` (the per-class PSDS); with ``plot_dir``, draws each scenario's
+    PSD-ROC from the score tables there (``<name>_roc.png``, ``<name>_roc_per_class.png``).
+    """
+    from sedkit.scoring.sed import ScoringWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ScoringWarning)
+        metrics = score_folder(
+            scores,
+            ground_truth,
+            durations,
+            psds_scenarios=psds_scenarios,
+            collar=None,
+            segment_length=None,
+            intersection_f1=None,
+            allow_unknown_clips=True,
+            with_curves=plot_dir is not None,
+        )
+    curves = metrics.pop("curves", None)
+    if plot_dir is not None and curves:
+        from sedkit.scoring.plots import plot_score_psd_rocs
+
+        plot_score_psd_rocs(curves, list(metrics["classwise"]), plot_dir)
+    return metrics
