@@ -778,7 +778,9 @@ def segment_statistics(
 # ----------------------------------------------------------------------------------------------
 # Curves and scores
 # ----------------------------------------------------------------------------------------------
-def _staircase_area(y: np.ndarray, x: np.ndarray, max_x: float) -> float:
+def staircase_area(y: np.ndarray, x: np.ndarray, max_x: float) -> float:
+    """Area under the step curve that holds ``y[i]`` from ``x[i]`` to the next ``x``, up to
+    ``max_x`` (psds_eval's and sed_scores_eval's rectangles alike)."""
     order = np.argsort(x, kind="stable")
     x, y = x[order], y[order]
     cut = int(np.argmax(np.append(x > max_x, True)))
@@ -826,7 +828,7 @@ def psds_from_class_rocs(
     etpr = np.maximum(stacked.mean(axis=0) - alpha_st * stacked.std(axis=0), 0.0)
     etpr = np.append(etpr, etpr[-1])
     grid = np.append(grid, max_efpr)
-    return _staircase_area(etpr, grid, max_efpr) / max_efpr, etpr, grid
+    return staircase_area(etpr, grid, max_efpr) / max_efpr, etpr, grid
 
 
 def f_score(tp: Any, fp: Any, n_ref: Any) -> tuple[Any, Any, Any]:
@@ -919,7 +921,7 @@ def _figures_of_class(job: tuple, c: int) -> tuple[dict, dict, dict]:
             max_efpr=params.max_efpr,
         )
         rocs[params.name] = (tpr, efpr)
-        psds[params.name] = _staircase_area(tpr, efpr, params.max_efpr) / params.max_efpr
+        psds[params.name] = staircase_area(tpr, efpr, params.max_efpr) / params.max_efpr
     f1 = {
         prefix: _class_f1(curves[prefix], threshold, prefix)
         for prefix in ("intersection", "collar")
