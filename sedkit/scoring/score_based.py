@@ -227,20 +227,17 @@ def _detection_count_changes(tables: ScoreTables, column: int):
     (score, change, clip) of the frames where it changes."""
     s = tables.scores[:, column]
     n = len(s)
-    first = np.zeros(n, bool)
-    first[tables.starts[:-1]] = True
-    last = np.zeros(n, bool)
-    last[tables.starts[1:] - 1] = True
-    rises_in = np.ones(n, bool)  # s[t] > s[t - 1] (the frame before a clip is -inf)
-    rises_in[1:] = s[1:] > s[:-1]
-    rises_in[first] = True
-    rises_out = np.zeros(n, bool)  # s[t + 1] > s[t]
-    rises_out[:-1] = s[1:] > s[:-1]
-    rises_out[last] = False
-    change = rises_in.astype(np.int64) - rises_out
+    rises = np.empty(n + 1, bool)  # rises[t]: s[t] > s[t - 1] (-inf before a clip)
+    rises[1:-1] = s[1:] > s[:-1]
+    rises[tables.starts[:-1]] = True
+    rises[n] = False
+    # +1 where the score rises into a frame, -1 where it rises out of it; nothing rises out
+    # of a clip's last frame (-inf after it), though the next clip's first frame rises.
+    change = rises[:-1].view(np.int8) - rises[1:].view(np.int8)
+    change[tables.starts[1:-1] - 1] += 1
     i = np.flatnonzero(change)
-    clip = np.repeat(np.arange(len(tables.clips)), np.diff(tables.starts))
-    return s[i], change[i], clip[i]
+    clip = np.searchsorted(tables.starts, i, side="right") - 1
+    return s[i], change[i].astype(np.int64), clip
 
 
 # ----------------------------------------------------------------------------------------------
