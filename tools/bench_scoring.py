@@ -4,7 +4,7 @@ Every side runs as its own process (a fresh interpreter, as a user runs it), mea
 ``wait4``: wall time, CPU time (user + system) and peak resident memory. Repeats alternate the
 sides so that machine load affects them alike; the report gives medians and ratios.
 
-1. Threshold folders: ``sedkit score --est DIR`` (``--jobs 1``, and 2 processes, the default)
+1. Threshold folders: ``sedkit score --est DIR`` (``--jobs 1``, the default, and ``--jobs 2``)
    against sed_eval + psds_eval called directly (event- and segment-based F1 at 0.5, PSDS1 and
    PSDS2 over every operating point, the intersection-based F1 at 0.5), on the DCASE 2019
    example's 10 files and on 50 threshold files decoded from synthetic score tables of the
@@ -252,7 +252,7 @@ def sides_legacy(gt: Path, folder: Path, meta: Path) -> dict[str, list[str]]:
     sedkit = [str(SEDKIT), "score", "--ref", str(gt), "--est", str(folder), "--meta", str(meta)]
     return {
         "sedkit score --est DIR --jobs 1": [*sedkit, "--json", "--jobs", "1"],
-        "sedkit score --est DIR (2 processes, the default)": [*sedkit, "--json"],
+        "sedkit score --est DIR --jobs 2": [*sedkit, "--json", "--jobs", "2"],
         "sed_eval + psds_eval": [
             str(PYTHON),
             "-c",
