@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -14,9 +13,6 @@ from sedkit.components import Batch, Predictor, ScoringReference
 from sedkit.data.labels import LabelEncoder
 from sedkit.recipe import DecodingParams
 from sedkit.scoring import (
-    PSDS1,
-    PSDS2,
-    ScoringWarning,
     classification_metrics,
     read_durations,
     read_ground_truth,
@@ -24,7 +20,7 @@ from sedkit.scoring import (
     write_detections,
 )
 from sedkit.scoring.io import CLASSES_FILE, check_events_within_durations
-from sedkit.scoring.score_based import align_reference, score_tables_metrics
+from sedkit.scoring.score_based import score_tables_psds
 from sedkit.scoring.score_tables import ScoreTables, tables_from_probs, write_score_tables
 
 
@@ -84,13 +80,15 @@ def evaluate_sed(
 ) -> dict[str, Any]:
     """Score validation detections with sed_eval, and PSDS when ``with_psds``.
 
-    ``psds1``/``psds2`` are psds_eval's, over ``decoding.psds_thresholds`` operating points;
-    ``psds1_from_scores``/``psds2_from_scores`` are exact, over all thresholds, from the frame
-    scores (:mod:`sedkit.scoring.score_based`, as sed_scores_eval computes them). With
-    ``out_dir``, writes ``validation_detections.tsv`` (at ``decoding.threshold``),
-    ``psds/<threshold>.tsv`` for each operating point, ``scores/<clip>.tsv`` (the frame
-    score tables) and ``classes.txt``, all readable by ``sedkit score``, and the PSD-ROC curves
-    as PNG into ``out_dir/../plots``.
+    ``psds1``/``psds2`` are exact, over all thresholds, from the frame scores
+    (:mod:`sedkit.scoring.score_based`, as sed_scores_eval computes them and the DCASE task 4
+    baselines report them since 2023). ``psds1_psds_eval``/``psds2_psds_eval`` are psds_eval's,
+    over the ``decoding.psds_thresholds`` operating points (lower: the values runs reported as
+    ``psds1``/``psds2`` before the exact ones replaced them). With ``out_dir``, writes
+    ``validation_detections.tsv`` (at ``decoding.threshold``), ``psds/<threshold>.tsv`` for
+    each operating point, ``scores/<clip>.tsv`` (the frame score tables) and ``classes.txt``,
+    all readable by ``sedkit score``, and the PSD-ROC curves drawn from the score tables as
+    PNG into ``out_dir/../plots``.
     """
     names, probs = collect_frame_probs(predictor, loader)
     decode = dict(median_filter_s=decoding.median_filter_s)
@@ -116,28 +114,19 @@ def evaluate_sed(
         durations=reference.durations_tsv,
         psds_detections=psds_detections,
         classes=encoder.classes,
-        plot_dir=out_dir.parent / "plots" if out_dir is not None and with_psds else None,
     )
     if with_psds:
-        metrics.update(_score_based_psds(tables, reference))
-    return metrics
-
-
-def _score_based_psds(tables: ScoreTables, reference: ScoringReference) -> dict[str, float]:
-    """PSDS1 and PSDS2 of the frame scores over all thresholds (classes without a reference
-    event left out, as psds_eval leaves them out)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ScoringWarning)
-        tables, ref = align_reference(
+        exact = score_tables_psds(
             tables,
-            read_ground_truth(reference.ground_truth_tsv),
-            read_durations(reference.durations_tsv),
-            allow_unknown_clips=True,
+            reference.ground_truth_tsv,
+            reference.durations_tsv,
+            plot_dir=out_dir.parent / "plots" if out_dir is not None else None,
         )
-    found = score_tables_metrics(
-        tables, ref, psds_scenarios=(PSDS1, PSDS2), collar=None, segment_length=None
-    )
-    return {"psds1_from_scores": found["psds1"], "psds2_from_scores": found["psds2"]}
+        for name in ("psds1", "psds2"):
+            if name in metrics:
+                metrics[f"{name}_psds_eval"] = metrics.pop(name)
+            metrics[name] = exact[name]
+    return metrics
 
 
 def evaluate_classification(

@@ -152,7 +152,7 @@ class DecodingParams:
 
     threshold: float = 0.5
     median_filter_s: float | dict[str, float] = 0.45  # one length, or one per class
-    psds_thresholds: int = 50  # operating points written for PSDS at the end of a run
+    psds_thresholds: int = 50  # operating points written at the end of a run (psds*_psds_eval)
     psds_every_validation: bool = False  # PSDS at every validation (slower)
 
     def __post_init__(self) -> None:

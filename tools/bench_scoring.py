@@ -4,20 +4,26 @@ Every side runs as its own process (a fresh interpreter, as a user runs it), mea
 ``wait4``: wall time, CPU time (user + system) and peak resident memory. Repeats alternate the
 sides so that machine load affects them alike; the report gives medians and ratios.
 
-1. Threshold folders: ``sedkit score --est DIR`` against sed_eval + psds_eval called directly
-   (event- and segment-based F1 at 0.5, PSDS1 and PSDS2 over every operating point, the
-   intersection-based F1 at 0.5), on the DCASE 2019 example's 10 files and on 50 threshold
-   files decoded from synthetic score tables of the same 1,168 clips and 10 classes.
-2. Score tables: ``sedkit score --scores DIR`` against sed_scores_eval 0.0.4 (in its venv, see
-   ``tools/make_scoring_reference.py``) computing the same figures (PSDS1, PSDS2, collar-,
-   segment- and intersection-based F1 at 0.5 and at the best threshold), and against psds_eval
-   at 50 thresholds on the same clips.
-3. Growth: ``sedkit score --scores`` (and sed_scores_eval where it finishes within
-   ``--timeout``) on synthetic score tables of 1k, 10k and 50k clips x 10 classes and 1k clips
-   x 100 and 400 classes.
+1. Threshold folders: ``sedkit score --est DIR`` (``--jobs 1``, the default, and ``--jobs 2``)
+   against sed_eval + psds_eval called directly (event- and segment-based F1 at 0.5, PSDS1 and
+   PSDS2 over every operating point, the intersection-based F1 at 0.5), on the DCASE 2019
+   example's 10 files and on 50 threshold files decoded from synthetic score tables of the
+   same 1,168 clips and 10 classes.
+2. Score tables: ``sedkit score --scores DIR`` (2 processes, the default, and ``--jobs 1``)
+   against sed_scores_eval 0.0.4 (in its venv, see ``tools/make_scoring_reference.py``)
+   computing the same figures (PSDS1, PSDS2, collar-, segment- and intersection-based F1 at
+   0.5 and at the best threshold), and against psds_eval at 50 thresholds on the same clips.
+3. Growth: ``sedkit score --scores`` (both ways) and sed_scores_eval (where it finishes within
+   ``--timeout``, and only for ``--reference-sizes``) on synthetic score tables of 1k, 10k
+   and 50k clips x 10 classes and 1k clips x 100 and 400 classes.
 
     .venv/bin/python tools/bench_scoring.py [--repeats 3] [--work /tmp/bench_scoring]
         [--sse-venv /tmp/sse_ref] [--sizes 1000x10,10000x10,50000x10,1000x100,1000x400]
+        [--reference-sizes ...] [--skip 1,2,3] [--timeout 600]
+
+The peak memory of a side is that of its largest process (``wait4`` reports the maximum over
+a process and its children, not their sum): with 2 processes, ``sedkit score`` holds up to
+about twice that.
 
 Synthetic clips are DESED-like: 10 s, 156 frames of 64 ms, one to three events each, scores
 that follow the events with noise and false alarms, written with 4 decimals.
@@ -243,20 +249,10 @@ def measure(argv: list[str], timeout: float) -> dict:
 
 
 def sides_legacy(gt: Path, folder: Path, meta: Path) -> dict[str, list[str]]:
+    sedkit = [str(SEDKIT), "score", "--ref", str(gt), "--est", str(folder), "--meta", str(meta)]
     return {
-        "sedkit score --est DIR": [
-            str(SEDKIT),
-            "score",
-            "--ref",
-            str(gt),
-            "--est",
-            str(folder),
-            "--meta",
-            str(meta),
-            "--json",
-            "--jobs",
-            "1",
-        ],
+        "sedkit score --est DIR --jobs 1": [*sedkit, "--json", "--jobs", "1"],
+        "sedkit score --est DIR --jobs 2": [*sedkit, "--json", "--jobs", "2"],
         "sed_eval + psds_eval": [
             str(PYTHON),
             "-c",
@@ -269,21 +265,16 @@ def sides_legacy(gt: Path, folder: Path, meta: Path) -> dict[str, list[str]]:
     }
 
 
-def sides_scores(score_set: Path, sse_python: Path | None) -> dict[str, list[str]]:
+def sides_scores(
+    score_set: Path, sse_python: Path | None, *, one_process: bool = False
+) -> dict[str, list[str]]:
+    """``sedkit score --scores`` (2 processes, the default; also ``--jobs 1`` with
+    ``one_process``) and sed_scores_eval when its venv is there."""
     args = [str(score_set / "gt.tsv"), str(score_set / "durations.tsv")]
-    sides = {
-        "sedkit score --scores": [
-            str(SEDKIT),
-            "score",
-            "--ref",
-            args[0],
-            "--scores",
-            str(score_set / "scores"),
-            "--meta",
-            args[1],
-            "--json",
-        ]
-    }
+    sedkit = [str(SEDKIT), "score", "--ref", args[0], "--scores", str(score_set / "scores")]
+    sides = {"sedkit score --scores": [*sedkit, "--meta", args[1], "--json"]}
+    if one_process:
+        sides["sedkit score --scores --jobs 1"] = [*sides["sedkit score --scores"], "--jobs", "1"]
     if sse_python is not None:
         sides["sed_scores_eval"] = [
             str(sse_python),
@@ -353,6 +344,11 @@ def main() -> int:
     parser.add_argument("--sse-venv", type=Path, default=Path("/tmp/sse_ref"))
     parser.add_argument("--sizes", default="1000x10,10000x10,50000x10,1000x100,1000x400")
     parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument(
+        "--reference-sizes",
+        default=None,
+        help="sizes of part 3 where sed_scores_eval runs too (default: all of --sizes)",
+    )
     parser.add_argument("--skip", default="", help="comma-separated parts to skip: 1,2,3")
     parser.add_argument("--memory-limit-gb", type=float, default=LIMITS["memory_gb"])
     args = parser.parse_args()
@@ -360,6 +356,7 @@ def main() -> int:
     sse = args.sse_venv / "bin/python"
     sse_python = sse if sse.exists() else None
     skip = set(args.skip.split(","))
+    reference_sizes = set((args.reference_sizes or args.sizes).split(","))
     args.work.mkdir(parents=True, exist_ok=True)
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores; "
@@ -367,30 +364,25 @@ def main() -> int:
         f"{args.repeats} repeats, medians\n"
     )
     report = []
-    if "1" not in skip:
-        gt, meta = REFERENCE / "dcase2019t4_gt.csv", REFERENCE / "dcase2019t4_meta.csv"
-        summary = run_sides(sides_legacy(gt, REFERENCE, meta), args.repeats, args.timeout)
-        report.append(
-            table(
-                "DCASE 2019 example, 10 threshold files (1,168 clips)",
-                summary,
-                "sed_eval + psds_eval",
-            )
-        )
     desed_like = make_score_set(args.work / "desed_like", 1168, 10)
     folder = make_threshold_folder(desed_like)
-    if "1" not in skip:
-        gt, meta = desed_like / "gt.tsv", desed_like / "durations.tsv"
-        summary = run_sides(sides_legacy(gt, folder, meta), args.repeats, args.timeout)
-        report.append(
-            table(
-                "50 threshold files (1,168 synthetic clips, 10 classes)",
-                summary,
-                "sed_eval + psds_eval",
-            )
-        )
+    legacy_cases = {
+        "DCASE 2019 example, 10 threshold files (1,168 clips)": (
+            REFERENCE / "dcase2019t4_gt.csv",
+            REFERENCE,
+            REFERENCE / "dcase2019t4_meta.csv",
+        ),
+        "50 threshold files (1,168 synthetic clips, 10 classes)": (
+            desed_like / "gt.tsv",
+            folder,
+            desed_like / "durations.tsv",
+        ),
+    }
+    for title, (gt, est, meta) in legacy_cases.items() if "1" not in skip else ():
+        summary = run_sides(sides_legacy(gt, est, meta), args.repeats, args.timeout)
+        report.append(table(title, summary, "sed_eval + psds_eval"))
     if "2" not in skip:
-        sides = sides_scores(desed_like, sse_python)
+        sides = sides_scores(desed_like, sse_python, one_process=True)
         sides["sed_eval + psds_eval, 50 thresholds"] = sides_legacy(
             desed_like / "gt.tsv", folder, desed_like / "durations.tsv"
         )["sed_eval + psds_eval"]
@@ -417,7 +409,9 @@ def main() -> int:
             score_set = make_score_set(
                 args.work / f"set_{size}", n_clips, n_classes, seed=n_clips + n_classes
             )
-            summary = run_sides(sides_scores(score_set, sse_python), 1, args.timeout)
+            reference = sse_python if size in reference_sizes else None
+            sides = sides_scores(score_set, reference, one_process=True)
+            summary = run_sides(sides, 1, args.timeout)
             for name, s in summary.items():
                 if "timeout" in s or "failed" in s:
                     lines.append(f"| {size} | {name} | {_stopped(s)} | | |")

@@ -204,7 +204,9 @@ def plot_psd_roc_curves(
     out_dir: Path,
 ) -> tuple[list[Path], dict[str, Any]]:
     """PSD-ROC curves (overall and per class) of both DCASE scenarios, by scoring the run's
-    saved operating points again with :func:`sedkit.scoring.score_sed` (the one scoring path).
+    frame score tables (``scores/`` beside ``detections``) again over all thresholds, as the
+    run's validation does; runs without them: their saved operating points, with
+    :func:`sedkit.scoring.score_sed`.
 
     ``classes`` are the run's classes (a class without reference events is still a class, as
     in the run's own scoring). Returns the written PNGs (``psds1_roc.png``,
@@ -212,8 +214,13 @@ def plot_psd_roc_curves(
     own when nothing changed on disk.
     """
     from sedkit.scoring import score_sed
+    from sedkit.scoring.score_based import score_tables_psds
 
     before = set(out_dir.glob("*_roc*.png")) if out_dir.is_dir() else set()
+    score_tables = Path(detections).parent / "scores"
+    if score_tables.is_dir():
+        scores = score_tables_psds(score_tables, ground_truth, durations, plot_dir=out_dir)
+        return sorted(set(out_dir.glob("*_roc*.png")) | before), scores
     scores = score_sed(
         ground_truth=ground_truth,
         detections=detections,

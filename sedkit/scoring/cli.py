@@ -235,8 +235,9 @@ class ScoreCommand(Command):
         parser.add_argument(
             "--jobs",
             type=int,
-            default=min(2, os.cpu_count() or 1),
-            help="processes for independent evaluations (default 2)",
+            default=None,
+            help="processes: with --scores, for the classes (default 2); with --est, for the "
+            "independent evaluations (default 1: each takes well under a second)",
         )
 
     @classmethod
@@ -285,6 +286,7 @@ class ScoreCommand(Command):
     def _score_tables(cls, args: argparse.Namespace) -> tuple[dict[str, Any], Path, list]:
         from sedkit.scoring.score_based import CollarParams, score_folder
 
+        n_jobs = _jobs(args, default=min(2, os.cpu_count() or 1))
         scenarios = cls.scenarios(args)
         if scenarios and args.meta is None:
             if any(p.name == "psds_custom" for p in scenarios) or args.plot_dir is not None:
@@ -307,21 +309,20 @@ class ScoreCommand(Command):
                 segment_length=args.time_resolution,
                 allow_unknown_clips=args.allow_unknown_clips,
                 with_curves=args.plot_dir is not None,
+                n_jobs=n_jobs,
             )
         except ValueError as e:  # criteria the score-based scorer cannot take (e.g. dtc 0)
             raise UserError(str(e)) from None
         curves = metrics.pop("curves", None)
         if args.plot_dir is not None and curves:
-            from sedkit.scoring.plots import plot_score_psd_roc
+            from sedkit.scoring.plots import plot_score_psd_rocs
 
-            for name, curve in curves.items():
-                plot_score_psd_roc(curve, list(metrics["classwise"]), args.plot_dir, name=name)
+            plot_score_psd_rocs(curves, list(metrics["classwise"]), args.plot_dir)
         return metrics, args.scores, scenarios
 
     @classmethod
     def _score(cls, args: argparse.Namespace) -> tuple[dict[str, Any], Path, list[PSDSParams]]:
-        if args.jobs < 1:
-            raise UserError(f"--jobs must be >= 1, got {args.jobs}")
+        n_jobs = _jobs(args, default=1)
         scenarios = cls.scenarios(args)
         est: Path = args.est
         psds_detections = None
@@ -366,7 +367,7 @@ class ScoreCommand(Command):
             durations=args.meta,
             psds_detections=psds_detections,
             psds_scenarios=scenarios,
-            n_jobs=args.jobs,
+            n_jobs=n_jobs,
             t_collar=args.t_collar,
             percentage_of_length=args.percentage_of_length,
             time_resolution=args.time_resolution,
@@ -377,6 +378,15 @@ class ScoreCommand(Command):
         if used_threshold is not None:
             metrics["threshold"] = used_threshold
         return metrics, detections, scenarios
+
+
+def _jobs(args: argparse.Namespace, *, default: int) -> int:
+    """``--jobs``, or ``default`` when it is not given; below 1 is refused."""
+    if args.jobs is None:
+        return default
+    if args.jobs < 1:
+        raise UserError(f"--jobs must be >= 1, got {args.jobs}")
+    return args.jobs
 
 
 def system_classes(option: str | None, est: Path) -> list[str] | None:

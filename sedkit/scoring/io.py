@@ -26,6 +26,7 @@ import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -148,18 +149,7 @@ def _read_fields(
     """
     body = "\n".join(lines[1:])
     try:
-        table = pd.read_csv(
-            io.StringIO(body),
-            sep="\t",
-            header=None,
-            names=range(n_fields),
-            dtype=str,
-            keep_default_na=False,
-            na_filter=False,
-            skip_blank_lines=False,
-            quoting=csv.QUOTE_NONE,
-            engine="c",
-        )
+        table = _parse_tsv_body(body, n_fields, dtype=str, na_filter=False)
     except pd.errors.ParserError:
         problems = _Problems(path)
         for line_no, raw in enumerate(lines[1:], start=2):
@@ -177,6 +167,23 @@ def _read_fields(
     return table.reset_index(drop=True), line_numbers
 
 
+def _parse_tsv_body(body: str, n_fields: int, **options: Any) -> pd.DataFrame:
+    """The rows of a table without its header, split by pandas' C parser: tab-separated,
+    ``n_fields`` columns named 0.., no quoting, blank lines kept (to name them), no default
+    NA strings; ``options`` add the column types and what counts as missing."""
+    return pd.read_csv(
+        io.StringIO(body),
+        sep="\t",
+        header=None,
+        names=range(n_fields),
+        keep_default_na=False,
+        skip_blank_lines=False,
+        quoting=csv.QUOTE_NONE,
+        engine="c",
+        **options,
+    )
+
+
 def _read_clean_event_table(
     lines: list[str], columns: dict[str, int], n_fields: int
 ) -> pd.DataFrame | None:
@@ -191,17 +198,11 @@ def _read_clean_event_table(
         return None
     i_on, i_off = columns["onset"], columns["offset"]
     try:
-        table = pd.read_csv(
-            io.StringIO(body),
-            sep="\t",
-            header=None,
-            names=range(n_fields),
+        table = _parse_tsv_body(
+            body,
+            n_fields,
             dtype={i: (float if i in (i_on, i_off) else str) for i in range(n_fields)},
-            keep_default_na=False,
             na_values={i_on: [""], i_off: [""]},
-            skip_blank_lines=False,
-            quoting=csv.QUOTE_NONE,
-            engine="c",
         )
     except (ValueError, pd.errors.ParserError):
         return None

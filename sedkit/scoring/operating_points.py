@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sedkit.scoring.score_based import expand_ranges
+from sedkit.scoring.score_based import expand_ranges, staircase_area
 
 #: psds_eval's rates are per hour.
 SECONDS_PER_UNIT = 3600.0
@@ -181,23 +181,13 @@ def psds_of_counts(
     etpr = curves.mean(axis=0) - alpha_st * curves.std(axis=0)
     etpr = np.where(np.isnan(etpr) | (etpr < 0), 0.0, etpr)
     return {
-        "value": _area(grid, etpr, max_efpr) / max_efpr,
+        "value": staircase_area(etpr, grid, max_efpr) / max_efpr,
         "etpr": etpr,
         "efpr": grid,
         "tpr_vs_efpr": curves,
         "max_efpr": max_efpr,
         "classes": list(counts.classes),
     }
-
-
-def _area(x: np.ndarray, y: np.ndarray, max_x: float) -> float:
-    """psds_eval's ``_auc``: rectangles under the staircase up to ``max_x``."""
-    if max_x not in x:
-        i = int(np.searchsorted(x, max_x))
-        x = np.insert(x, i, max_x)
-        y = np.insert(y, i, y[i - 1])
-    inside = x <= max_x
-    return float(np.sum(np.diff(x[inside]) * y[inside][:-1]))
 
 
 def macro_f1_of_counts(counts: OperatingPointCounts) -> list[tuple[float, dict[str, float]]]:

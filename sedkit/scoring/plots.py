@@ -71,6 +71,17 @@ def plot_score_psd_roc(
     return written
 
 
+def plot_score_psd_rocs(
+    curves: dict[str, dict[str, Any]], classes: Sequence[str], out_dir: Path
+) -> list[Path]:
+    """Save the PSD-ROC of every scenario that score-table scoring returned with
+    ``with_curves`` (``metrics["curves"]``, by scenario name); returns the written paths."""
+    written = []
+    for name, curve in curves.items():
+        written += plot_score_psd_roc(curve, classes, out_dir, name=name)
+    return written
+
+
 def plot_confusion_matrix(
     confusion: Sequence[Sequence[int]], classes: Sequence[str], path: str | Path
 ) -> Path:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,7 +42,7 @@ from sedkit.scoring.score_tables import ScoreTables
 #: Times are compared after rounding to this many decimals (sed_scores_eval's time_decimals).
 TIME_DECIMALS = 6
 #: Frames per block of clips processed together: bounds the working memory.
-BLOCK_FRAMES = 1 << 20
+BLOCK_FRAMES = 1 << 17
 
 
 @dataclass
@@ -130,14 +131,31 @@ def _reverse_cumsum(x: np.ndarray) -> np.ndarray:
     return out
 
 
+#: Neighbours compared directly (array slices) before the pointer jumping of _nearest_lower:
+#: most frames find a lower neighbour within a few frames, and slices cost far less than the
+#: gathers of a jump.
+NEAR_FRAMES = 8
+
+
 def _nearest_lower(s: np.ndarray, real: np.ndarray, step: int, strict: bool) -> np.ndarray:
     """Index of each frame's nearest neighbour (``step`` -1: before, +1: after) with a lower
     score (``strict``) or a lower-or-equal one. ``s`` holds -inf between clips, so the search
-    never leaves a clip. Pointer jumping: while a frame's pointer is not lower, it moves to
-    that neighbour's own pointer (everything skipped is known to be no lower)."""
-    p = np.arange(len(s)) + step
+    never leaves a clip. The nearest NEAR_FRAMES neighbours are compared directly; the other
+    frames then jump: while a frame's pointer is not lower, it moves to that neighbour's own
+    pointer (everything skipped is known to be no lower)."""
+    n = len(s)
+    dist = np.zeros(n, np.int8)
+    lower = np.less if strict else np.less_equal
+    for d in range(NEAR_FRAMES, 0, -1):  # the nearest lower one written last
+        here, there, found = (s[d:], s[:-d], dist[d:]) if step < 0 else (s[:-d], s[d:], dist[:-d])
+        np.putmask(found, lower(there, here), d)
+    # Frames not resolved yet start NEAR_FRAMES + 1 away (every frame closer is no lower);
+    # that stays inside the array, as a separator that near would have been found.
+    far = real & (dist == 0)
+    dist[far] = NEAR_FRAMES + 1
+    p = np.arange(n) + step * dist.astype(np.int64)
     p[~real] = np.flatnonzero(~real)
-    active = np.flatnonzero(real)
+    active = np.flatnonzero(far)
     value = s[active]
     while active.size:
         q = p[active]
@@ -189,10 +207,11 @@ def _runs(tables: ScoreTables, clips: np.ndarray, column: int) -> _Runs:
     """All runs of one class in ``clips``: for each frame, the maximal interval around it in
     which no score is lower; frames of equal score with the same interval give one run."""
     s, real, t_on, t_off, clip = _layout(tables, clips, column)
-    before = _nearest_lower(s, real, -1, strict=True)
+    # A frame stands for its run when it is the run's first lowest frame: its nearest
+    # lower-or-equal frame before is strictly lower, and then also its nearest lower one.
+    before = _nearest_lower(s, real, -1, strict=False)
+    i = np.flatnonzero(real & (s[before] < s))
     after = _nearest_lower(s, real, +1, strict=True)
-    before_or_equal = _nearest_lower(s, real, -1, strict=False)
-    i = np.flatnonzero(real & (before_or_equal == before))
     return _Runs(
         clip[i],
         t_on[before[i] + 1],
@@ -208,20 +227,17 @@ def _detection_count_changes(tables: ScoreTables, column: int):
     (score, change, clip) of the frames where it changes."""
     s = tables.scores[:, column]
     n = len(s)
-    first = np.zeros(n, bool)
-    first[tables.starts[:-1]] = True
-    last = np.zeros(n, bool)
-    last[tables.starts[1:] - 1] = True
-    rises_in = np.ones(n, bool)  # s[t] > s[t - 1] (the frame before a clip is -inf)
-    rises_in[1:] = s[1:] > s[:-1]
-    rises_in[first] = True
-    rises_out = np.zeros(n, bool)  # s[t + 1] > s[t]
-    rises_out[:-1] = s[1:] > s[:-1]
-    rises_out[last] = False
-    change = rises_in.astype(np.int64) - rises_out
+    rises = np.empty(n + 1, bool)  # rises[t]: s[t] > s[t - 1] (-inf before a clip)
+    rises[1:-1] = s[1:] > s[:-1]
+    rises[tables.starts[:-1]] = True
+    rises[n] = False
+    # +1 where the score rises into a frame, -1 where it rises out of it; nothing rises out
+    # of a clip's last frame (-inf after it), though the next clip's first frame rises.
+    change = rises[:-1].view(np.int8) - rises[1:].view(np.int8)
+    change[tables.starts[1:-1] - 1] += 1
     i = np.flatnonzero(change)
-    clip = np.repeat(np.arange(len(tables.clips)), np.diff(tables.starts))
-    return s[i], change[i], clip[i]
+    clip = np.searchsorted(tables.starts, i, side="right") - 1
+    return s[i], change[i].astype(np.int64), clip
 
 
 # ----------------------------------------------------------------------------------------------
@@ -303,11 +319,13 @@ def _dense_part(dense: tuple[np.ndarray, ...]) -> tuple[np.ndarray, ...]:
     """The detection-count changes with their sorted unique scores and the count at each
     (one sort per class, shared by every criteria set)."""
     d_score, d_change, d_clip = dense
-    d_unique, d_inverse = np.unique(d_score, return_inverse=True)
-    d_cum = _reverse_cumsum(
-        np.bincount(d_inverse, d_change, len(d_unique)).round().astype(np.int64)
-    )
-    return d_score, d_change, d_clip, d_unique, d_cum
+    order = np.argsort(d_score)
+    ordered = d_score[order]
+    first = np.flatnonzero(np.append(True, ordered[1:] != ordered[:-1]))
+    # The count at a score: every change at that score or above (a reverse cumulative sum,
+    # read at the first change of each score), and 0 past the highest.
+    d_cum = np.append(_reverse_cumsum(np.asarray(d_change, np.int64)[order])[first], 0)
+    return d_score, d_change, d_clip, ordered[first], d_cum
 
 
 def _curve(dense: tuple[np.ndarray, ...], sparse: _Sparse, n_ref: int) -> Curve:
@@ -405,18 +423,13 @@ def _intersection_changes(
 ) -> None:
     """Sparse changes of one class under intersection criteria (see the module docstring)."""
     g_clip, g_on, g_off = ref.clip[target], ref.onset[target], ref.offset[target]
+    # ``runs`` are those of clips with a reference event of the class: elsewhere every
+    # detection is a false positive (sed_scores_eval's shortcut, which matters for dtc = 0).
     relevant = _round(pairs.covered) >= _round(criteria.dtc * pairs.length)
-    if criteria.cttc is None:
-        # sed_scores_eval's shortcut for clips without a reference event of the class: every
-        # detection there is a false positive (matters only for dtc = 0).
-        relevant &= np.isin(runs.clip, g_clip)
     score, clip, sign = _birth_and_death(runs, np.flatnonzero(relevant))
     out.add(score, clip, fp=-sign)
     if criteria.cttc is not None:
-        rates = _cross_trigger_rates(runs, relevant, pairs.length, ref, criteria.cttc, c, ct_weight)
-        idx = np.flatnonzero(rates)
-        score, clip, rate = _birth_and_death(runs, idx, rates[idx])
-        out.add(score, clip, rate=rate)
+        _add_cross_triggers(runs, relevant, ref, criteria.cttc, c, ct_weight, out)
     keep = relevant[pairs.run]
     event, change, score = _coverage_changes(
         pairs.event[keep],
@@ -461,10 +474,26 @@ def _coverage_changes(event, run, overlap, runs: _Runs, needed: np.ndarray):
 
 
 def _clip_event_ranges(ref: Reference, clips: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return np.searchsorted(ref.clip, clips, "left"), np.searchsorted(ref.clip, clips, "right")
+    """The reference events of each of ``clips`` (clip indices), as ranges of ``ref``: a
+    table of every clip between the lowest and the highest, looked up per element (many
+    elements share a clip; a lookup costs less than a search)."""
+    if len(clips) == 0:
+        return clips.copy(), clips.copy()
+    low = int(clips.min())
+    first = np.searchsorted(ref.clip, np.arange(low, int(clips.max()) + 2))
+    return first[clips - low], first[clips - low + 1]
 
 
-def _cross_trigger_rates(runs: _Runs, relevant, length, ref: Reference, cttc, c, ct_weight):
+def _add_cross_triggers(runs: _Runs, relevant, ref: Reference, cttc, c, ct_weight, out) -> None:
+    """Sparse changes of the summed cross-trigger rate: each run that is not ``relevant``
+    adds its rate (see :func:`_cross_trigger_rates`) while it is alive."""
+    rates = _cross_trigger_rates(runs, relevant, ref, cttc, c, ct_weight)
+    idx = np.flatnonzero(rates)
+    score, clip, rate = _birth_and_death(runs, idx, rates[idx])
+    out.add(score, clip, rate=rate)
+
+
+def _cross_trigger_rates(runs: _Runs, relevant, ref: Reference, cttc, c, ct_weight):
     """Per run, the sum over other classes of [the run is a cross-trigger of that class]
     times that class's weight (1 / its total reference duration)."""
     rates = np.zeros(len(runs.clip))
@@ -487,9 +516,9 @@ def _cross_trigger_rates(runs: _Runs, relevant, length, ref: Reference, cttc, c,
     starts = np.flatnonzero(new)
     summed = np.add.reduceat(overlap, starts)
     run_g, label_g = r[starts], label[starts]
-    trigger = _round(summed) >= _round(cttc * length[run_g])
-    np.add.at(rates, run_g[trigger], ct_weight[label_g[trigger]])
-    return rates
+    length = runs.offset[run_g] - runs.onset[run_g]
+    trigger = _round(summed) >= _round(cttc * length)
+    return np.bincount(run_g[trigger], ct_weight[label_g[trigger]], len(rates))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -632,29 +661,49 @@ def _class_curves(
 ):
     """Per class (one at a time, so that memory holds one class's changes), the
     :class:`Curve` of each criteria set: yields ``(class index, {name: curve})``."""
+    for c in range(len(tables.classes)):
+        yield c, _curves_of_class(tables, ref, c, intersection, collar)
+
+
+def _curves_of_class(
+    tables: ScoreTables,
+    ref: Reference,
+    c: int,
+    intersection: Mapping[str, _Criteria],
+    collar: CollarParams | None,
+) -> dict[str, Curve]:
+    """The :class:`Curve` of class ``c`` for each criteria set (by name, and ``"collar"``)."""
     n_classes = len(tables.classes)
-    n_ref = np.bincount(ref.label, minlength=n_classes)
     t_ref = np.bincount(ref.label, weights=ref.offset - ref.onset, minlength=n_classes)
     ct_weight = 1.0 / np.maximum(t_ref, 1e-12)
     names = list(intersection) + (["collar"] if collar is not None else [])
-    # Only clips with a reference event need the runs: elsewhere every detection is a false
-    # positive and the number of detections is all that counts.
-    blocks = _blocks(np.unique(ref.clip), tables.starts)
-    for c in range(n_classes):
-        dense = _dense_part(_detection_count_changes(tables, c))
-        sparse = {name: _Sparse() for name in names}
-        for clips in blocks:
-            runs = _runs(tables, clips, c)
-            block_ref = _block_reference(ref, clips)
-            target = np.flatnonzero(block_ref.label == c)
-            pairs = _overlaps(runs, target, block_ref) if intersection else None
-            for name, criteria in intersection.items():
-                _intersection_changes(
-                    runs, pairs, target, block_ref, criteria, c, ct_weight, sparse[name]
-                )
-            if collar is not None:
-                _collar_changes(runs, target, block_ref, collar, sparse["collar"])
-        yield c, {name: _curve(dense, sparse[name], int(n_ref[c])) for name in names}
+    cross_trigger = {k: v.cttc for k, v in intersection.items() if v.cttc is not None}
+    # Runs are needed only in clips with a reference event of the class (true positives) and,
+    # for cross-triggers, in clips with events of other classes; elsewhere every detection is
+    # a false positive and the number of detections (the dense part) is all that counts.
+    dense = _dense_part(_detection_count_changes(tables, c))
+    sparse = {name: _Sparse() for name in names}
+    own = np.unique(ref.clip[ref.label == c])
+    for clips in _blocks(own, tables.starts):
+        runs = _runs(tables, clips, c)
+        block_ref = _block_reference(ref, clips)
+        target = np.flatnonzero(block_ref.label == c)
+        pairs = _overlaps(runs, target, block_ref) if intersection else None
+        for name, criteria in intersection.items():
+            _intersection_changes(
+                runs, pairs, target, block_ref, criteria, c, ct_weight, sparse[name]
+            )
+        if collar is not None:
+            _collar_changes(runs, target, block_ref, collar, sparse["collar"])
+    others = np.setdiff1d(np.unique(ref.clip), own, assume_unique=True) if cross_trigger else []
+    for clips in _blocks(others, tables.starts):
+        runs = _runs(tables, clips, c)
+        block_ref = _block_reference(ref, clips)
+        unrelated = np.zeros(len(runs.clip), bool)  # no event of the class to overlap
+        for name, cttc in cross_trigger.items():
+            _add_cross_triggers(runs, unrelated, block_ref, cttc, c, ct_weight, sparse[name])
+    n_ref = int(np.sum(ref.label == c))
+    return {name: _curve(dense, sparse[name], n_ref) for name in names}
 
 
 def segment_statistics(
@@ -726,7 +775,9 @@ def segment_statistics(
 # ----------------------------------------------------------------------------------------------
 # Curves and scores
 # ----------------------------------------------------------------------------------------------
-def _staircase_area(y: np.ndarray, x: np.ndarray, max_x: float) -> float:
+def staircase_area(y: np.ndarray, x: np.ndarray, max_x: float) -> float:
+    """Area under the step curve that holds ``y[i]`` from ``x[i]`` to the next ``x``, up to
+    ``max_x`` (psds_eval's and sed_scores_eval's rectangles alike)."""
     order = np.argsort(x, kind="stable")
     x, y = x[order], y[order]
     cut = int(np.argmax(np.append(x > max_x, True)))
@@ -774,7 +825,7 @@ def psds_from_class_rocs(
     etpr = np.maximum(stacked.mean(axis=0) - alpha_st * stacked.std(axis=0), 0.0)
     etpr = np.append(etpr, etpr[-1])
     grid = np.append(grid, max_efpr)
-    return _staircase_area(etpr, grid, max_efpr) / max_efpr, etpr, grid
+    return staircase_area(etpr, grid, max_efpr) / max_efpr, etpr, grid
 
 
 def f_score(tp: Any, fp: Any, n_ref: Any) -> tuple[Any, Any, Any]:
@@ -850,6 +901,60 @@ def _f1_averages(per_class: Mapping[str, _ClassF1], prefix: str) -> dict[str, fl
     }
 
 
+def _figures_of_class(job: tuple, c: int) -> tuple[dict, dict, dict]:
+    """Class ``c``'s PSD-ROC per scenario, its PSDS per scenario and its F1 figures (by
+    prefix): the curves reduced to what the report keeps, small enough to send between
+    processes."""
+    tables, ref, criteria, collar, scenarios, threshold = job
+    curves = _curves_of_class(tables, ref, c, criteria, collar)
+    duration = float(np.sum(ref.durations)) if ref.durations is not None else math.nan
+    rocs, psds = {}, {}
+    for params in scenarios:
+        tpr, efpr = psd_roc_of_class(
+            curves[params.name],
+            dataset_duration=duration,
+            alpha_ct=params.alpha_ct,
+            n_other=len(tables.classes) - 1,
+            max_efpr=params.max_efpr,
+        )
+        rocs[params.name] = (tpr, efpr)
+        psds[params.name] = staircase_area(tpr, efpr, params.max_efpr) / params.max_efpr
+    f1 = {
+        prefix: _class_f1(curves[prefix], threshold, prefix)
+        for prefix in ("intersection", "collar")
+        if prefix in curves
+    }
+    return rocs, psds, f1
+
+
+#: What forked workers of :func:`_map_classes` score (set before they fork, never pickled).
+_FORKED_JOB: list[tuple] = []
+
+
+def _forked_figures(c: int) -> tuple[dict, dict, dict]:
+    return _figures_of_class(_FORKED_JOB[0], c)
+
+
+@contextmanager
+def _map_classes(job: tuple, n_classes: int, n_jobs: int):
+    """Yields a function returning :func:`_figures_of_class` of every class, in order:
+    computed inline when called, or started at once in ``n_jobs`` forked processes (which
+    share the score tables with this one instead of receiving a copy)."""
+    import multiprocessing
+
+    n_jobs = min(n_jobs, n_classes)
+    if n_jobs <= 1 or "fork" not in multiprocessing.get_all_start_methods():
+        yield lambda: [_figures_of_class(job, c) for c in range(n_classes)]
+        return
+    _FORKED_JOB[:] = [job]
+    try:
+        with multiprocessing.get_context("fork").Pool(n_jobs) as pool:
+            result = pool.map_async(_forked_figures, range(n_classes), chunksize=1)
+            yield result.get
+    finally:
+        _FORKED_JOB.clear()
+
+
 def _check_positive(params: Any) -> None:
     for key in ("dtc_threshold", "gtc_threshold"):
         if getattr(params, key) <= 0:
@@ -870,6 +975,7 @@ def score_tables_metrics(
     segment_length: float | None = 1.0,
     intersection_f1: Any = None,
     with_curves: bool = False,
+    n_jobs: int = 1,
 ) -> dict[str, Any]:
     """All score-based metrics of ``tables`` against ``ref``.
 
@@ -880,8 +986,8 @@ def score_tables_metrics(
     with ``intersection_f1``); ``classwise`` per class (the per-class PSDS under the scenario
     name, F1, precision, recall, best F1 and its threshold). With ``with_curves``, ``"curves"``
     holds each scenario's PSD-ROC (effective TPR, eFPR) and per-class curves, for plots.
+    ``n_jobs`` > 1 scores the classes in that many forked processes (same figures).
     """
-    n_classes = len(tables.classes)
     criteria = {}
     for params in psds_scenarios:
         _check_positive(params)
@@ -893,33 +999,24 @@ def score_tables_metrics(
         )
     if psds_scenarios and ref.durations is None:
         raise ValueError("PSDS needs clip durations")
-    duration = float(np.sum(ref.durations)) if ref.durations is not None else math.nan
     classwise: dict[str, dict[str, float]] = {c: {} for c in tables.classes}
     rocs: dict[str, list] = {p.name: [] for p in psds_scenarios}
     f1: dict[str, dict[str, _ClassF1]] = {}
-    # One class at a time: its curves are reduced to a staircase and F1 figures, then freed.
-    for c, curves in _class_curves(tables, ref, criteria, collar):
-        name = tables.classes[c]
-        for params in psds_scenarios:
-            tpr, efpr = psd_roc_of_class(
-                curves[params.name],
-                dataset_duration=duration,
-                alpha_ct=params.alpha_ct,
-                n_other=n_classes - 1,
-                max_efpr=params.max_efpr,
-            )
-            rocs[params.name].append((tpr, efpr))
-            classwise[name][params.name] = (
-                _staircase_area(tpr, efpr, params.max_efpr) / params.max_efpr
-            )
-        for prefix in ("intersection", "collar"):
-            if prefix in curves:
-                f1.setdefault(prefix, {})[name] = _class_f1(curves[prefix], threshold, prefix)
-    if segment_length is not None:
-        for name, curve in zip(
-            tables.classes, segment_statistics(tables, ref, segment_length), strict=True
+    job = (tables, ref, criteria, collar, tuple(psds_scenarios), threshold)
+    with _map_classes(job, len(tables.classes), n_jobs) as per_class:
+        if segment_length is not None:  # (meanwhile, when the classes run elsewhere)
+            for name, curve in zip(
+                tables.classes, segment_statistics(tables, ref, segment_length), strict=True
+            ):
+                f1.setdefault("segment", {})[name] = _class_f1(curve, threshold, "segment")
+        for name, (class_rocs, class_psds, class_f1) in zip(
+            tables.classes, per_class(), strict=True
         ):
-            f1.setdefault("segment", {})[name] = _class_f1(curve, threshold, "segment")
+            for scenario, roc in class_rocs.items():
+                rocs[scenario].append(roc)
+            classwise[name].update(class_psds)
+            for prefix, result in class_f1.items():
+                f1.setdefault(prefix, {})[name] = result
     metrics: dict[str, Any] = {}
     curves_out: dict[str, Any] = {}
     for params in psds_scenarios:
@@ -1046,6 +1143,7 @@ def score_folder(
     intersection_f1: Any = "default",
     allow_unknown_clips: bool = False,
     with_curves: bool = False,
+    n_jobs: int = 1,
 ) -> dict[str, Any]:
     """Score a folder of score tables (or a :class:`ScoreTables`) against a ground truth.
 
@@ -1083,6 +1181,47 @@ def score_folder(
         segment_length=segment_length,
         intersection_f1=intersection_f1,
         with_curves=with_curves,
+        n_jobs=n_jobs,
     )
     metrics["n_clips"] = len(tables.clips)
+    return metrics
+
+
+def score_tables_psds(
+    scores: Any,
+    ground_truth: Any,
+    durations: Any,
+    *,
+    psds_scenarios: Sequence[Any] | None = None,
+    plot_dir: Any = None,
+) -> dict[str, Any]:
+    """The exact PSDS of score tables over all thresholds, as a run's validation reports it.
+
+    ``scores`` is a :class:`ScoreTables` or a folder of them; ``ground_truth`` and
+    ``durations`` paths or frames (:mod:`sedkit.scoring.io`). ``psds_scenarios`` defaults to
+    PSDS1 and PSDS2. Classes without a reference event and tables of clips outside the ground
+    truth are left out silently, as psds_eval leaves them out. Returns each scenario's PSDS by
+    name and ``classwise`` (the per-class PSDS); with ``plot_dir``, draws each scenario's
+    PSD-ROC from the score tables there (``<name>_roc.png``, ``<name>_roc_per_class.png``).
+    """
+    from sedkit.scoring.sed import ScoringWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ScoringWarning)
+        metrics = score_folder(
+            scores,
+            ground_truth,
+            durations,
+            psds_scenarios=psds_scenarios,
+            collar=None,
+            segment_length=None,
+            intersection_f1=None,
+            allow_unknown_clips=True,
+            with_curves=plot_dir is not None,
+        )
+    curves = metrics.pop("curves", None)
+    if plot_dir is not None and curves:
+        from sedkit.scoring.plots import plot_score_psd_rocs
+
+        plot_score_psd_rocs(curves, list(metrics["classwise"]), plot_dir)
     return metrics

@@ -85,7 +85,9 @@ def score_files(folder: str | os.PathLike) -> dict[str, Path]:
         raise InputFileError(
             root, "score folder not found" if not root.exists() else "not a folder"
         )
-    files = {p.name[: -len(SCORE_SUFFIX)]: p for p in sorted(root.glob(f"*{SCORE_SUFFIX}"))}
+    # Sorted by name (strings compare far faster than paths; one folder, so the same order).
+    found = sorted(root.glob(f"*{SCORE_SUFFIX}"), key=lambda p: p.name)
+    files = {p.name[: -len(SCORE_SUFFIX)]: p for p in found}
     if not files:
         raise InputFileError(root, "no score tables (<audio id>.tsv) in this folder")
     return files
@@ -168,9 +170,11 @@ def read_score_tables(files: Iterable[Path], *, ids: Sequence[str] | None = None
         raise InputFileError("<score tables>", "no score tables given")
     n_columns = len(classes) + 2
     starts = np.concatenate(([0], np.cumsum(rows))).astype(np.int64)
+    joined = b"".join(bodies)
+    del bodies  # (half the memory of the text; re-read only to name a file at fault)
     try:
         table = pd.read_csv(
-            io.BytesIO(b"".join(bodies)),
+            io.BytesIO(joined),
             sep="\t",
             header=None,
             dtype=np.float64,
@@ -182,8 +186,9 @@ def read_score_tables(files: Iterable[Path], *, ids: Sequence[str] | None = None
             raise ValueError("row count")
     except (ValueError, pd.errors.ParserError):
         table = None
+    del joined
     if table is None or np.isnan(table).any():
-        bad = _first_bad_file(paths, bodies, n_columns)
+        bad = _first_bad_file(paths, [p.read_bytes().partition(b"\n")[2] for p in paths], n_columns)
         raise (
             _locate_bad_row(paths[bad], n_columns)
             if bad is not None

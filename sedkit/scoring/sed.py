@@ -1,11 +1,11 @@
 """Sound event detection scores of thresholded detections: sed_eval event- and segment-based
 F1, PSDS and intersection-based F1 as psds_eval defines them.
 
-Event- and segment-based scores come from sed_eval; PSDS and the intersection-based F1 are
-computed by :mod:`sedkit.scoring.operating_points`, all operating points at once, equal to
-psds_eval (tested on the DCASE 2019 example). This module prepares the inputs (parsed,
-validated, split per clip once) and runs independent evaluations side by side. Conventions
-follow the DCASE task 4 baselines:
+Event- and segment-based scores are sed_eval's, computed over all clips at once by
+:mod:`sedkit.scoring.sed_eval_metrics`; PSDS and the intersection-based F1 by
+:mod:`sedkit.scoring.operating_points`, all operating points at once, equal to psds_eval
+(both tested on the DCASE 2019 example). This module prepares the inputs (parsed, validated)
+and runs independent evaluations side by side. Conventions follow the DCASE task 4 baselines:
 
 - event-based metrics (Mesaros et al., 2016, sed_eval): onset collar 200 ms, offset collar
   max(200 ms, 20 % of the reference event's length), evaluated clip by clip over every clip of
@@ -38,7 +38,6 @@ import pandas as pd
 
 from sedkit.errors import InputFileError, UserError
 from sedkit.scoring.io import (
-    EVENT_COLUMNS,
     check_event_frame,
     check_events_within_durations,
     read_detections,
@@ -318,17 +317,6 @@ def _bare(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _event_lists(df: pd.DataFrame, clips: Iterable[str]) -> list[list[dict[str, Any]]]:
-    """Per clip, the list of event dicts that sed_eval evaluates (empty for clips without).
-
-    One pass over the table: filtering it once per clip, as the baselines do, costs seconds.
-    """
-    records: dict[str, list[dict[str, Any]]] = {}
-    for record in df[list(EVENT_COLUMNS)].to_dict("records"):
-        records.setdefault(record["filename"], []).append(record)
-    return [records.get(c, []) for c in clips]
-
-
 # --------------------------------------------------------------------------------------------
 # Jobs (module level so that worker processes can run them)
 # --------------------------------------------------------------------------------------------
@@ -342,46 +330,13 @@ def _sed_eval_job(
     percentage_of_length: float,
     time_resolution: float,
 ) -> dict[str, Any]:
-    import sed_eval
+    """sed_eval's event- or segment-based metrics (``kind``), computed over all clips at once
+    by :mod:`sedkit.scoring.sed_eval_metrics` (equal to sed_eval)."""
+    from sedkit.scoring.sed_eval_metrics import event_based, segment_based
 
     if kind == "event":
-        metric = sed_eval.sound_event.EventBasedMetrics(
-            event_label_list=list(classes),
-            t_collar=float(t_collar),
-            percentage_of_length=float(percentage_of_length),
-            empty_system_output_handling="zero_score",
-        )
-    else:
-        metric = sed_eval.sound_event.SegmentBasedMetrics(
-            event_label_list=list(classes), time_resolution=float(time_resolution)
-        )
-    for reference, estimated in zip(_event_lists(gt, clips), _event_lists(det, clips), strict=True):
-        metric.evaluate(reference_event_list=reference, estimated_event_list=estimated)
-    with warnings.catch_warnings():
-        # An undefined average (no detection at all) is NaN in the results; no need to warn.
-        warnings.filterwarnings("ignore", message="Mean of empty slice")
-        overall = metric.results_overall_metrics()
-        average = metric.results_class_wise_average_metrics()
-    out: dict[str, Any] = {
-        f"{kind}_f1_macro": average["f_measure"]["f_measure"],
-        f"{kind}_precision_macro": average["f_measure"]["precision"],
-        f"{kind}_recall_macro": average["f_measure"]["recall"],
-        f"{kind}_er_macro": average["error_rate"]["error_rate"],
-        f"{kind}_f1_micro": overall["f_measure"]["f_measure"],
-        f"{kind}_precision_micro": overall["f_measure"]["precision"],
-        f"{kind}_recall_micro": overall["f_measure"]["recall"],
-        f"{kind}_er_micro": overall["error_rate"]["error_rate"],
-    }
-    classwise = {}
-    for label, result in metric.results_class_wise_metrics().items():
-        classwise[label] = {
-            f"{kind}_f1": result["f_measure"]["f_measure"],
-            f"{kind}_precision": result["f_measure"]["precision"],
-            f"{kind}_recall": result["f_measure"]["recall"],
-            f"{kind}_er": result["error_rate"]["error_rate"],
-        }
-    out["classwise"] = classwise
-    return out
+        return event_based(gt, det, clips, classes, t_collar, percentage_of_length)
+    return segment_based(gt, det, clips, classes, time_resolution)
 
 
 def _psds_job(
@@ -439,11 +394,8 @@ def _run_inline(fn: Callable[..., Any], *args: Any) -> Future:
 
 
 def _process_pool(n_jobs: int) -> Executor:
-    # fork starts workers in milliseconds and they inherit the imported libraries (imported
-    # here first, so that no worker pays for them again); the jobs touch only numpy/pandas, so
-    # forking a process that also holds torch is safe.
-    import sed_eval  # noqa: F401
-
+    # fork starts workers in milliseconds and they inherit the imported libraries; the jobs
+    # touch only numpy/pandas, so forking a process that also holds torch is safe.
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("fork" if "fork" in methods else None)
     return ProcessPoolExecutor(max_workers=n_jobs, mp_context=context)

@@ -66,7 +66,8 @@ def test_run_writes_everything(toy_recipe, toy_plugins, tmp_path, capsys):
     assert score_main([str(a) for a in argv]) == 0
     again = json.loads(capsys.readouterr().out)
     for name in ("psds1", "psds2"):
-        assert again[name] == pytest.approx(final["validation"][f"{name}_from_scores"], abs=1e-9)
+        assert again[name] == pytest.approx(final["validation"][name], abs=1e-9)
+        assert 0 <= final["validation"][f"{name}_psds_eval"] <= 1  # psds_eval's, kept
     # The run's own detections, scored again with the class list written beside them, give the
     # run's F1 figures.
     predictions = run_dir / "predictions"

@@ -42,7 +42,7 @@ def _scenarios(expected: dict) -> list[PSDSParams]:
     ]
 
 
-def _score(case: Path, expected: dict) -> dict:
+def _score(case: Path, expected: dict, n_jobs: int = 1) -> dict:
     settings = expected["settings"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ScoringWarning)
@@ -54,6 +54,7 @@ def _score(case: Path, expected: dict) -> dict:
             threshold=settings["threshold"],
             segment_length=settings["segment_length"],
             intersection_f1=PSDSParams("intersection_f1", 0.5, 0.5),
+            n_jobs=n_jobs,
         )
 
 
@@ -110,6 +111,12 @@ def test_equal_to_sed_scores_eval(case: Path) -> None:
         f"{case.name}: {len(mismatches)} figure(s) differ from sed_scores_eval (regenerate with "
         "tools/make_scoring_reference.py if the reference changed):\n" + "\n".join(mismatches)
     )
+
+
+def test_classes_in_two_processes_give_the_same_figures() -> None:
+    case = next(c for c in CASES if c.name == "random")
+    expected = json.loads((case / "expected.json").read_text())
+    assert _score(case, expected, n_jobs=2) == _score(case, expected, n_jobs=1)
 
 
 def test_cases_are_not_trivial() -> None:

@@ -119,3 +119,11 @@ def test_score_command_loads_no_torch_and_no_plugins(entry: str, tmp_path: Path)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "LOADED", out.stdout[-300:]
+
+
+@pytest.mark.parametrize("what", ["--scores", "--est"])
+def test_jobs_below_one_is_one_line(what: str, capsys) -> None:
+    argv = _argv() if what == "--scores" else ["--ref", str(CASE / "gt.tsv"), "--est", "x.tsv"]
+    assert main([*argv, "--jobs", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["sedkit: error: --jobs must be >= 1, got 0"], err
