@@ -18,9 +18,12 @@ Two kinds of hooks:
 * **Lifecycle hooks** observe a run: they are called with keyword arguments at fixed points and
   must not change training (use a :class:`~sedkit.components.Callback` for that). Their return
   values are ignored. An exception in a lifecycle hook stops the run with the plugin named.
+  They are called through pluggy: the plugin registered last runs first, and a plugin may wrap
+  the others with ``@sedkit.hookimpl(wrapper=True)``.
 
 A hook implementation whose name matches no hook below is an error, so a typo cannot silently
-disable a plugin. Set ``SEDKIT_TRACE_HOOKS=1`` to log every hook call.
+disable a plugin. Set ``SEDKIT_TRACE_HOOKS=1`` to log every hook implementation called
+(stderr, one line each).
 """
 
 from __future__ import annotations
