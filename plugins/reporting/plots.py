@@ -141,7 +141,7 @@ def plot_pseudo_labels(
     """
     keys = {k for record in epochs for k in record}
     if {"pl_quality", "pl_quantity"} & keys:
-        from sedkit_plugins.pseudo_labelers.fixmatch import plot_quality_quantity
+        from sedkit_plugins.fixmatch.labeler import plot_quality_quantity
 
         return plot_quality_quantity(metrics_jsonl, out_png)
     series = epoch_series(epochs)
@@ -186,7 +186,7 @@ def plot_confusions(
         None,
     )
     if classes and pl_confusion is not None and len(pl_confusion) == len(classes):
-        from sedkit_plugins.pseudo_labelers.fixmatch import plot_confusion
+        from sedkit_plugins.fixmatch.labeler import plot_confusion
 
         written.append(
             plot_confusion(pl_confusion, classes, out_dir / "pseudo_label_confusion.png")

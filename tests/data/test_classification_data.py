@@ -28,7 +28,7 @@ from sedkit.data.classification import (
 )
 from sedkit.data.features import FeatureExtractor, FeatureParams
 from sedkit.errors import InputFileError, UserError
-from sedkit_plugins.data.classification import (
+from sedkit_plugins.classification_data.data import (
     Scenes3Data,
     Scenes3Params,
     sedkit_register_datasets,

@@ -11,7 +11,7 @@ import pytest
 import soundfile as sf
 
 from sedkit.errors import UserError
-from sedkit_plugins.data import desed_synth as ds
+from sedkit_plugins.desed import synth as ds
 
 SR = 16000
 TINY = ds.PRESETS["tiny"]

@@ -14,7 +14,7 @@ from sedkit.components import ModelContext
 from sedkit.errors import UserError
 from sedkit.export import export_sparse, load_sparse, load_sparse_into
 from sedkit.pruning import apply_masks, compute_masks, count_nonzero_parameters
-from sedkit_plugins.models.vgg import VGG, VGGParams
+from sedkit_plugins.pruned_asc.vgg import VGG, VGGParams
 
 
 def vgg(seed: int = 0) -> VGG:

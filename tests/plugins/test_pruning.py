@@ -26,10 +26,10 @@ from sedkit.pruning import (
     size_kb,
     weight_sparsity,
 )
-from sedkit_plugins.callbacks import pruning as pruning_plugin
-from sedkit_plugins.callbacks.pruning import Pruning, PruningParams
-from sedkit_plugins.models.inception import Inception, InceptionParams
-from sedkit_plugins.models.vgg import VGG, VGGParams
+from sedkit_plugins.pruned_asc import pruning_callback as pruning_plugin
+from sedkit_plugins.pruned_asc.inception import Inception, InceptionParams
+from sedkit_plugins.pruned_asc.pruning_callback import Pruning, PruningParams
+from sedkit_plugins.pruned_asc.vgg import VGG, VGGParams
 
 LOG = logging.getLogger("test")
 

@@ -13,8 +13,8 @@ from torch import nn
 
 from sedkit.components import Batch, HeadContext, ModelContext, ModelOutput, Step
 from sedkit.errors import UserError
-from sedkit_plugins.models.crnn import CRNN, CRNNParams
-from sedkit_plugins.pseudo_labelers.tri_training import (
+from sedkit_plugins.crnn.model import CRNN, CRNNParams
+from sedkit_plugins.tri_training.labeler import (
     MASKED,
     TriTraining,
     TriTrainingParams,
@@ -414,7 +414,7 @@ def test_tiny_fit_stage1_then_stage2() -> None:
 
 
 def test_registered_through_the_hook() -> None:
-    from sedkit_plugins.pseudo_labelers import tri_training
+    from sedkit_plugins.tri_training import labeler as tri_training
 
     registered = {}
     tri_training.sedkit_register_pseudo_labelers(lambda n, cls: registered.setdefault(n, cls))

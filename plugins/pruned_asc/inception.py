@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from sedkit import hookimpl
 from sedkit.components import ModelContext, ModelOutput
-from sedkit_plugins.models.vgg import (
+from sedkit_plugins.pruned_asc.vgg import (
     KERAS_BATCH_NORM_MOMENTUM,
     Activation,
     KerasClassifier,

@@ -68,7 +68,7 @@ def _synthesize(out_dir: str | Path, *, preset: str = "default", seed: int = 0, 
     (scaper) are not installed. ``log`` may be a logger (its ``info`` is used) or a callable
     taking one message.
     """
-    from sedkit_plugins.data.desed_synth import synthesize
+    from sedkit_plugins.desed.synth import synthesize
 
     say = getattr(log, "info", log)
     return synthesize(out_dir, preset=preset, seed=seed, log=say)

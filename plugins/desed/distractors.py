@@ -3,7 +3,7 @@
 Real recordings hold sounds outside the ten DESED classes (doors, steps, keyboards, music,
 birds), unlabeled: a detector must learn to ignore them, which only real-domain data can teach.
 Each generator below draws a new instance on each call, in the style of the class generators of
-:mod:`sedkit_plugins.data.desed_synth`: ``(rng, sample rate, max duration) -> waveform``. They are
+:mod:`sedkit_plugins.desed.synth`: ``(rng, sample rate, max duration) -> waveform``. They are
 chosen to resemble target classes in one respect each (impulsive like Dishes and Dog, harmonic
 like Alarm_bell_ringing and Speech, chirping like Cat), so that they confuse.
 numpy only.
@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from sedkit_plugins.data.synth_common import band, filter_magnitude, rfft_freqs, unit_rms
+from sedkit.data.synthesis import band, filter_magnitude, rfft_freqs, unit_rms
 
 
 def _noise_burst(rng: np.random.Generator, n: int, sr: int, low: float, high: float) -> np.ndarray:

@@ -27,7 +27,7 @@ from sedkit.data.classification import (
     read_clip_list,
 )
 from sedkit.errors import InputFileError
-from sedkit_plugins.data.classification_classes import (
+from sedkit_plugins.classification_data.classes import (
     INSTRUMENT_FAMILIES,
     SCENE_CLASSES,
     SCENES3_CLASSES,
@@ -51,7 +51,7 @@ def _synthesizer(name: str):
     def synthesize(
         out_dir: str | Path, *, preset: str = "default", seed: int = 0, log: Any = None
     ) -> Path:
-        from sedkit_plugins.data import classification_synth
+        from sedkit_plugins.classification_data import synth as classification_synth
 
         return classification_synth.synthesize(name, out_dir, preset=preset, seed=seed, log=log)
 

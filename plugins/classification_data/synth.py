@@ -36,13 +36,7 @@ import numpy as np
 import soundfile as sf
 
 import sedkit
-from sedkit_plugins.data.classification_classes import (
-    INSTRUMENT_FAMILIES,
-    SCENE_CLASSES,
-    SCENES3_CLASSES,
-    TAU_SCENE_TO_CLASS,
-)
-from sedkit_plugins.data.synth_common import (
+from sedkit.data.synthesis import (
     band,
     build_into,
     check_preset,
@@ -57,6 +51,12 @@ from sedkit_plugins.data.synth_common import (
     write_json,
     write_lines,
     write_table,
+)
+from sedkit_plugins.classification_data.classes import (
+    INSTRUMENT_FAMILIES,
+    SCENE_CLASSES,
+    SCENES3_CLASSES,
+    TAU_SCENE_TO_CLASS,
 )
 
 #: Bumped whenever a change alters the generated files for a given seed and preset.
@@ -1008,7 +1008,7 @@ def _write_scenes(
     meta = _write_tut_lists(staging, rows)
     card = _card(
         "sedkit embedded acoustic scenes (TUT2017-like)",
-        "sedkit_plugins.data.classification_synth.build_scenes",
+        "sedkit_plugins.classification_data.synth.build_scenes",
         preset,
         seed,
         config,
@@ -1076,7 +1076,7 @@ def _write_instruments(
     meta = _write_tut_lists(staging, rows)
     card = _card(
         "sedkit embedded instrument families (NSynth-like)",
-        "sedkit_plugins.data.classification_synth.build_instruments",
+        "sedkit_plugins.classification_data.synth.build_instruments",
         preset,
         seed,
         config,
@@ -1158,7 +1158,7 @@ def _write_scenes3(
     )
     card = _card(
         "sedkit embedded urban scenes, 3 classes (TAU 2020 3Class-like)",
-        "sedkit_plugins.data.classification_synth.build_scenes3",
+        "sedkit_plugins.classification_data.synth.build_scenes3",
         preset,
         seed,
         config,

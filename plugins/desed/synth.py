@@ -40,8 +40,7 @@ import soundfile as sf
 import sedkit
 from sedkit.class_lists import DESED_CLASSES
 from sedkit.compat import import_scaper
-from sedkit_plugins.data.desed_distractors import DISTRACTOR_GENERATORS, generate_distractor
-from sedkit_plugins.data.synth_common import (
+from sedkit.data.synthesis import (
     band,
     build_into,
     check_preset,
@@ -56,6 +55,7 @@ from sedkit_plugins.data.synth_common import (
     write_json,
     write_lines,
 )
+from sedkit_plugins.desed.distractors import DISTRACTOR_GENERATORS, generate_distractor
 
 #: Bumped whenever a change alters the generated files for a given seed and preset.
 GENERATOR_VERSION = "2.0"
