@@ -127,3 +127,20 @@ def sedkit_run_end(run_dir: Path, metrics: dict[str, Any], status: str) -> None:
     """Called once when a run ends. ``status`` is ``"completed"``, ``"stopped"`` (early stopping)
     or ``"failed"``; ``metrics`` holds the final metrics (empty when the run failed).
     """
+
+
+# --------------------------------------------------------------------------------------------
+# Report hooks
+# --------------------------------------------------------------------------------------------
+@hookspec
+def sedkit_report_figures(
+    run_dir: Path, epochs: list[dict[str, Any]], validation: dict[str, Any], out_dir: Path
+) -> list[tuple[Path, str]] | None:
+    """A method's own figures for a run's report: draw into ``out_dir`` what the run's metrics
+    hold for this method and return ``(png_path, caption)`` pairs; return nothing for a run of
+    another method. ``epochs`` are the records of ``metrics.jsonl``, ``validation`` the final
+    validation metrics (empty when the run has none).
+
+    Called by a report writer (the ``reporting`` plugin at the end of every run and by
+    ``sedkit report``), so that it draws any method's curves without importing or naming it.
+    """

@@ -237,12 +237,13 @@ class Plugins:
         return self.registries[kind].names()
 
     # ---------------------------------------------------------------- lifecycle facade
-    def _call(self, hook_name: str, **kwargs: Any) -> None:
-        """Call a lifecycle hook through pluggy (its order, wrappers and monitoring); an
-        exception becomes a :class:`PluginHookError` naming the plugin it came from."""
+    def _call(self, hook_name: str, **kwargs: Any) -> list[Any]:
+        """Call a hook through pluggy (its order, wrappers and monitoring): the results that
+        are not None, last registered plugin first. An exception becomes a
+        :class:`PluginHookError` naming the plugin it came from."""
         caller = getattr(self.pm.hook, hook_name)
         try:
-            caller(**kwargs)
+            return caller(**kwargs)
         except Exception as exc:
             plugin = _raising_plugin(exc, caller.get_hookimpls())
             raise PluginHookError(
@@ -270,6 +271,17 @@ class Plugins:
 
     def run_end(self, *, run_dir: Path, metrics: dict[str, Any], status: str) -> None:
         self._call("sedkit_run_end", run_dir=run_dir, metrics=metrics, status=status)
+
+    def report_figures(
+        self, *, run_dir: Path, epochs: list[dict[str, Any]], validation: dict[str, Any],
+        out_dir: Path,
+    ) -> list[tuple[Path, str]]:  # fmt: skip
+        """Every plugin's figures of a run (``sedkit_report_figures``), in plugin load order."""
+        results = self._call(
+            "sedkit_report_figures",
+            run_dir=run_dir, epochs=epochs, validation=validation, out_dir=out_dir,
+        )  # fmt: skip
+        return [figure for result in reversed(results) for figure in result]
 
     # ---------------------------------------------------------------- listing
     def as_dict(self) -> list[dict[str, Any]]:

@@ -1,8 +1,8 @@
 """Classification datasets: ``scenes`` (TUT2017-like), ``instruments`` (NSynth-like) and
 ``scenes3`` (TAU Urban Acoustic Scenes 2020 3Class).
 
-All three are :class:`sedkit.data.classification.ClassificationData` with their own defaults;
-each can build its embedded benchmark (``sedkit synth scenes|instruments|scenes3 OUT_DIR``).
+All three are :class:`.datasets.ClassificationData` with their own defaults; each can build
+its embedded benchmark (``sedkit synth scenes|instruments|scenes3 OUT_DIR``).
 
 ``scenes3`` reads the TAU 2020 3Class layout: ``evaluation_setup/fold1_train.csv`` and
 ``fold1_evaluate.csv`` (tab-separated, header ``filename scene_label``), filenames like
@@ -20,18 +20,18 @@ from pathlib import Path
 from typing import Any
 
 from sedkit import hookimpl
-from sedkit.data.classification import (
-    ClassificationData,
-    ClassificationParams,
-    LabeledClip,
-    read_clip_list,
-)
 from sedkit.errors import InputFileError
 from sedkit_plugins.classification_data.classes import (
     INSTRUMENT_FAMILIES,
     SCENE_CLASSES,
     SCENES3_CLASSES,
     TAU_SCENE_TO_CLASS,
+)
+from sedkit_plugins.classification_data.datasets import (
+    ClassificationData,
+    ClassificationParams,
+    LabeledClip,
+    read_clip_list,
 )
 
 __all__ = [

@@ -95,9 +95,9 @@ from sedkit.components import (
     example_mask,
 )
 from sedkit.data.augment import make_generator
-from sedkit.data.spec_augment import SpecAugmentParams, augment_spectrogram
 from sedkit.losses import logits_of
 from sedkit.mc_dropout import eval_mode, mc_dropout_passes, mean_and_std
+from sedkit_plugins.fixmatch.spec_augment import SpecAugmentParams, augment_spectrogram
 
 Selection = Literal["confidence", "mean_minus_std", "two_thresholds"]
 WeakPass = Literal["train", "eval", "mc_dropout"]
@@ -688,3 +688,25 @@ def plot_confusion(
 def sedkit_register_pseudo_labelers(register) -> None:
     register("fixmatch", FixMatch)
     register("fmuc", FMUC)
+
+
+@hookimpl
+def sedkit_report_figures(
+    run_dir: Path, epochs: list[dict[str, Any]], validation: dict[str, Any], out_dir: Path
+) -> list[tuple[Path, str]]:
+    """A FixMatch/FMUC run's report figures: pseudo-label quality and quantity per epoch (the
+    paper's Fig. 2) and, with the validation's classes, the last epoch's pseudo-label confusion
+    (Fig. 3). Nothing for runs without ``pl_*`` metrics."""
+    figures: list[tuple[Path, str]] = []
+    if {"pl_quality", "pl_quantity"} & {key for record in epochs for key in record}:
+        path = plot_quality_quantity(run_dir / "metrics.jsonl", out_dir / "pseudo_labels.png")
+        figures.append((path, "pseudo-label quality and quantity"))
+    classes = list((validation.get("classwise_accuracy") or {}).keys())
+    confusion = next(
+        (r["pl_confusion"] for r in reversed(epochs) if isinstance(r.get("pl_confusion"), list)),
+        None,
+    )
+    if classes and confusion is not None and len(confusion) == len(classes):
+        path = plot_confusion(confusion, classes, out_dir / "pseudo_label_confusion.png")
+        figures.append((path, "pseudo-label confusion (last epoch)"))
+    return figures

@@ -14,8 +14,7 @@ none.)
 
 Prediction: ``clip_logits = log(mean_i softmax(logits_i))``, so the softmax the trainer
 applies recovers the mean probability exactly and its argmax is the ensemble's decision.
-Size: the members' non-zero parameters together (:mod:`sedkit.pruning` counts the whole
-module).
+Size: the members' non-zero parameters together (:mod:`.pruning` counts the whole module).
 
 ``init_from`` builds the members from trained runs instead: one run directory (its
 ``checkpoints/best.pt``, else ``last.pt``) or checkpoint file per member, in member order,

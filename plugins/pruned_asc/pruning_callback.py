@@ -1,6 +1,6 @@
 """The ``pruning`` callback: per-layer magnitude pruning on a polynomial-decay schedule.
 
-Works with any model (see :mod:`sedkit.pruning` for what is pruned and how size is counted).
+Works with any model (see :mod:`.pruning` for what is pruned and how size is counted).
 At the start of each scheduled epoch (t0, t0 + dt, ..., t0 + n dt) the masks are recomputed
 from the target sparsity and applied, so that epoch and the following ones train under them;
 after every optimizer step the masks are applied again (Adam would otherwise move pruned
@@ -33,7 +33,7 @@ import torch
 
 from sedkit import hookimpl
 from sedkit.components import BuildContext, Callback
-from sedkit.pruning import (
+from sedkit_plugins.pruned_asc.pruning import (
     PolynomialDecaySchedule,
     apply_masks,
     compute_masks,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -496,3 +497,14 @@ class TriTraining(PseudoLabeler):
 @hookimpl
 def sedkit_register_pseudo_labelers(register) -> None:
     register("tri_training", TriTraining)
+
+
+@hookimpl
+def sedkit_report_figures(
+    run_dir: Path, epochs: list[dict[str, Any]], validation: dict[str, Any], out_dir: Path
+) -> list[tuple[Path, str]]:
+    """A tri-training run's report figure (nothing for runs without ``tri_*`` metrics)."""
+    from sedkit_plugins.tri_training.figures import plot_pseudo_labels
+
+    path = plot_pseudo_labels(epochs, out_dir / "pseudo_labels.png")
+    return [(path, "pseudo-label quality and quantity")] if path else []

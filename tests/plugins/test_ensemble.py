@@ -16,9 +16,14 @@ from sedkit.components import Batch, ModelContext
 from sedkit.config import check_dataclass
 from sedkit.errors import UserError
 from sedkit.plugins import Plugins
-from sedkit.pruning import apply_masks, compute_masks, count_nonzero_parameters, count_parameters
-from sedkit.pruning import size_kb as kb
 from sedkit_plugins.pruned_asc.ensemble import Ensemble, EnsembleParams
+from sedkit_plugins.pruned_asc.pruning import (
+    apply_masks,
+    compute_masks,
+    count_nonzero_parameters,
+    count_parameters,
+)
+from sedkit_plugins.pruned_asc.pruning import size_kb as kb
 from sedkit_plugins.pruned_asc.vgg import VGG, VGGParams
 
 TINY_VGG = {

@@ -15,12 +15,6 @@ from torch import nn
 
 from sedkit.components import Batch, DataModule, HeadContext, ModelContext, ModelOutput, Step
 from sedkit.data.augment import make_generator
-from sedkit.data.spec_augment import (
-    SpecAugmentParams,
-    augment_spectrogram,
-    sharpen,
-    shift_rows,
-)
 from sedkit_plugins.crnn.model import CRNN, CRNNParams
 from sedkit_plugins.fixmatch import labeler as fixmatch_module
 from sedkit_plugins.fixmatch.cnn420 import CNN420, CNN420Params
@@ -36,6 +30,12 @@ from sedkit_plugins.fixmatch.labeler import (
     select_multi_label,
     select_single_label,
     tempered_softmax,
+)
+from sedkit_plugins.fixmatch.spec_augment import (
+    SpecAugmentParams,
+    augment_spectrogram,
+    sharpen,
+    shift_rows,
 )
 
 LOG = logging.getLogger("test")

@@ -13,13 +13,13 @@ from torch import nn
 
 from sedkit.components import Batch, ModelContext
 from sedkit.errors import UserError
-from sedkit.pruning import count_parameters
 from sedkit_plugins.pruned_asc.inception import (
     Inception,
     InceptionParams,
     SamePool2d,
     same_padding,
 )
+from sedkit_plugins.pruned_asc.pruning import count_parameters
 from sedkit_plugins.pruned_asc.vgg import VGG, VGGParams, masked_cross_entropy
 
 

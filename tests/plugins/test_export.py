@@ -1,5 +1,6 @@
-"""Sparse export (sedkit.export): a pruned model's file is small and loads back to the same
-tensors and outputs; the loader refuses pickles and foreign files with a clear message."""
+"""Sparse export (sedkit_plugins.pruned_asc.export): a pruned model's file is small and loads
+back to the same tensors and outputs; the loader refuses pickles and foreign files with a clear
+message."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ import torch
 
 from sedkit.components import ModelContext
 from sedkit.errors import UserError
-from sedkit.export import export_sparse, load_sparse, load_sparse_into
-from sedkit.pruning import apply_masks, compute_masks, count_nonzero_parameters
+from sedkit_plugins.pruned_asc.export import export_sparse, load_sparse, load_sparse_into
+from sedkit_plugins.pruned_asc.pruning import apply_masks, compute_masks, count_nonzero_parameters
 from sedkit_plugins.pruned_asc.vgg import VGG, VGGParams
 
 

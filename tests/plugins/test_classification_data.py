@@ -18,20 +18,20 @@ from sedkit.components import REAL, BuildContext
 from sedkit.config import check_dataclass
 from sedkit.data.audio import read_audio
 from sedkit.data.augment import AugmentParams
-from sedkit.data.classification import (
-    ClassificationData,
-    ClassificationParams,
-    block_mixing_plan,
-    read_clip_list,
-    segment_bounds,
-    stratified_split,
-)
 from sedkit.data.features import FeatureExtractor, FeatureParams
 from sedkit.errors import InputFileError, UserError
 from sedkit_plugins.classification_data.data import (
     Scenes3Data,
     Scenes3Params,
     sedkit_register_datasets,
+)
+from sedkit_plugins.classification_data.datasets import (
+    ClassificationData,
+    ClassificationParams,
+    block_mixing_plan,
+    read_clip_list,
+    segment_bounds,
+    stratified_split,
 )
 
 SR = 8000
