@@ -25,7 +25,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from sedkit.components import Batch
+from sedkit.values import Batch
 
 __all__ = [
     "all_mean",

@@ -17,10 +17,10 @@ import pytest
 import torch
 
 import sedkit.plugins
+from sedkit.build import build_model
 from sedkit.data.features import FeatureExtractor
 from sedkit.plugins import Plugins
 from sedkit.recipe import load_recipe
-from sedkit.trainer import build_model
 from sedkit_plugins.pruned_asc.pruning import (
     apply_masks,
     compute_masks,
