@@ -51,6 +51,19 @@ CLASSIFICATION_SMOKE = [
     "trainer.progress_bar=false",
 ]
 
+#: The FMUC recipes (CNN420, labeled and unlabeled streams) at a few steps.
+FMUC_SMOKE = [
+    *CLASSIFICATION_SMOKE,
+    "data.params.labeled_fraction=0.5",
+    "data.params.labeled_batch_size=2",
+    "data.params.unlabeled_batch_size=4",
+    "data.params.batches_per_epoch=2",
+    "model.params.channels=[4, 8]",
+    "model.params.blocks=[1, 1]",
+    "trainer.max_epochs=2",
+    "trainer.validate_every=1",
+]
+
 #: name -> (benchmark, recipe, overrides)
 CASES: dict[str, tuple[str, str, list[str]]] = {
     "adv_time_tri": (
@@ -63,33 +76,12 @@ CASES: dict[str, tuple[str, str, list[str]]] = {
     "fixmatch_scenes": (
         "scenes",
         "fmuc/scenes/fixmatch.yaml",
-        [
-            *CLASSIFICATION_SMOKE,
-            "data.params.labeled_fraction=0.5",
-            "data.params.labeled_batch_size=2",
-            "data.params.unlabeled_batch_size=4",
-            "data.params.batches_per_epoch=2",
-            "model.params.channels=[4, 8]",
-            "model.params.blocks=[1, 1]",
-            "trainer.max_epochs=2",
-            "trainer.validate_every=1",
-            "pseudo_labeler.params.threshold=0.3",
-        ],
+        [*FMUC_SMOKE, "pseudo_labeler.params.threshold=0.3"],
     ),
     "fmuc_instruments": (
         "instruments",
         "fmuc/instruments/fmuc.yaml",
-        [
-            *CLASSIFICATION_SMOKE,
-            "data.params.labeled_fraction=0.5",
-            "data.params.labeled_batch_size=2",
-            "data.params.unlabeled_batch_size=4",
-            "data.params.batches_per_epoch=2",
-            "model.params.channels=[4, 8]",
-            "model.params.blocks=[1, 1]",
-            "trainer.max_epochs=2",
-            "trainer.validate_every=1",
-        ],
+        FMUC_SMOKE,
     ),
     "pruned_ensemble": (
         "scenes3",

@@ -61,7 +61,7 @@ TRAIN_STREAMS = ("synthetic", "weak", "unlabeled")
 
 
 def _synthesize(out_dir: str | Path, *, preset: str = "default", seed: int = 0, log: Any = None):
-    """Build the embedded DESED-like benchmark in ``out_dir`` (see ``desed_synth``); returns
+    """Build the embedded DESED-like benchmark in ``out_dir`` (see :mod:`.synth`); returns
     the path of its dataset card.
 
     Imported on call so that this module loads even where the generator's dependencies
