@@ -22,7 +22,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from sedkit import __version__
 from sedkit.command import Command
@@ -364,25 +364,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def terminal_width() -> int:
     return shutil.get_terminal_size((100, 20)).columns
-
-
-def format_metrics(metrics: dict[str, Any]) -> str:
-    """The headline validation metrics as an aligned table."""
-    val = metrics.get("validation", {})
-    keys = [
-        "event_f1_macro",
-        "event_f1_micro",
-        "segment_f1_macro",
-        "segment_f1_micro",
-        "psds1",
-        "psds2",
-        "accuracy",
-        "accuracy_macro",
-        "log_loss",
-    ]
-    rows = [(k, val[k]) for k in keys if isinstance(val.get(k), int | float)]
-    width = max((len(k) for k, _ in rows), default=0)
-    return "\n".join(f"  {k:<{width}}  {v:.4f}" for k, v in rows)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Data-parallel training on PyTorch's own engine: torchrun + DistributedDataParallel.
 
-``torchrun --nproc_per_node=N -m sedkit train RECIPE`` starts N processes with ``RANK``,
+``torchrun --nproc_per_node=N -m sedkit.cli run RECIPE`` starts N processes with ``RANK``,
 ``WORLD_SIZE``, ``LOCAL_RANK`` and the rendezvous address in their environment; each joins the
 process group (NCCL on GPUs, gloo on CPUs) and trains a replica of the model on its share of
 every batch, and DDP averages the gradients, so all replicas take the same optimizer step.
@@ -25,7 +25,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from sedkit.components import Batch
+from sedkit.values import Batch
 
 __all__ = [
     "all_mean",

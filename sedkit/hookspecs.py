@@ -18,9 +18,12 @@ Two kinds of hooks:
 * **Lifecycle hooks** observe a run: they are called with keyword arguments at fixed points and
   must not change training (use a :class:`~sedkit.components.Callback` for that). Their return
   values are ignored. An exception in a lifecycle hook stops the run with the plugin named.
+  They are called through pluggy: the plugin registered last runs first, and a plugin may wrap
+  the others with ``@sedkit.hookimpl(wrapper=True)``.
 
 A hook implementation whose name matches no hook below is an error, so a typo cannot silently
-disable a plugin. Set ``SEDKIT_TRACE_HOOKS=1`` to log every hook call.
+disable a plugin. Set ``SEDKIT_TRACE_HOOKS=1`` to log every hook implementation called
+(stderr, one line each).
 """
 
 from __future__ import annotations
@@ -123,4 +126,21 @@ def sedkit_checkpoint_saved(run_dir: Path, path: Path, kind: str, epoch: int) ->
 def sedkit_run_end(run_dir: Path, metrics: dict[str, Any], status: str) -> None:
     """Called once when a run ends. ``status`` is ``"completed"``, ``"stopped"`` (early stopping)
     or ``"failed"``; ``metrics`` holds the final metrics (empty when the run failed).
+    """
+
+
+# --------------------------------------------------------------------------------------------
+# Report hooks
+# --------------------------------------------------------------------------------------------
+@hookspec
+def sedkit_report_figures(
+    run_dir: Path, epochs: list[dict[str, Any]], validation: dict[str, Any], out_dir: Path
+) -> list[tuple[Path, str]] | None:
+    """A method's own figures for a run's report: draw into ``out_dir`` what the run's metrics
+    hold for this method and return ``(png_path, caption)`` pairs; return nothing for a run of
+    another method. ``epochs`` are the records of ``metrics.jsonl``, ``validation`` the final
+    validation metrics (empty when the run has none).
+
+    Called by a report writer (the ``reporting`` plugin at the end of every run and by
+    ``sedkit report``), so that it draws any method's curves without importing or naming it.
     """

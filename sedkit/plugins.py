@@ -79,7 +79,8 @@ def _env_flag(name: str) -> bool:
 class Plugins:
     """The plugin manager, the component registries and the hook facade.
 
-    Build it with :meth:`load`. Nothing outside this module calls ``pm.hook.*``.
+    Build it with :meth:`load`. Nothing outside this module calls ``pm.hook.*``: the engine
+    calls the typed methods below (:meth:`run_start`, :meth:`epoch_end`, ...).
     """
 
     def __init__(self) -> None:
@@ -89,8 +90,7 @@ class Plugins:
         self.plugins: list[PluginInfo] = []
         self.trace_hooks = _env_flag("SEDKIT_TRACE_HOOKS")
         if self.trace_hooks:
-            self.pm.trace.root.setwriter(lambda msg: sys.stderr.write(f"[sedkit hooks] {msg}"))
-            self.pm.enable_tracing()
+            self.pm.add_hookcall_monitoring(self._trace_call, lambda *_args: None)
 
     # ---------------------------------------------------------------- loading
     @classmethod
@@ -185,6 +185,8 @@ class Plugins:
                 if info is None or info.status != "loaded":
                     continue
                 pending: list[tuple[str, type]] = []
+                # One plugin at a time, not through pm.hook: a plugin that fails to register is
+                # skipped without losing the others', and a clash names both plugins.
                 self._trace(hook_name, impl.plugin_name)
                 try:
                     impl.function(register=lambda name, c, _p=pending: _p.append((name, c)))
@@ -235,22 +237,28 @@ class Plugins:
         return self.registries[kind].names()
 
     # ---------------------------------------------------------------- lifecycle facade
-    def _call(self, hook_name: str, **kwargs: Any) -> None:
-        for impl in getattr(self.pm.hook, hook_name).get_hookimpls():
-            self._trace(hook_name, impl.plugin_name)
-            try:
-                impl.function(**{k: kwargs[k] for k in impl.argnames})
-            except Exception as exc:
-                raise PluginHookError(
-                    f"plugin {impl.plugin_name!r} failed in {hook_name}: "
-                    f"{type(exc).__name__}: {exc}"
-                ) from exc
+    def _call(self, hook_name: str, **kwargs: Any) -> list[Any]:
+        """Call a hook through pluggy (its order, wrappers and monitoring): the results that
+        are not None, last registered plugin first. An exception becomes a
+        :class:`PluginHookError` naming the plugin it came from."""
+        caller = getattr(self.pm.hook, hook_name)
+        try:
+            return caller(**kwargs)
+        except Exception as exc:
+            plugin = _raising_plugin(exc, caller.get_hookimpls())
+            raise PluginHookError(
+                f"plugin {plugin} failed in {hook_name}: {type(exc).__name__}: {exc}"
+            ) from exc
 
     def _trace(self, hook_name: str, plugin_name: str) -> None:
-        """With ``SEDKIT_TRACE_HOOKS=1``: one stderr line per hook implementation called (the
-        hooks are called one plugin at a time, outside pluggy's own tracing)."""
+        """With ``SEDKIT_TRACE_HOOKS=1``: one stderr line per hook implementation called."""
         if self.trace_hooks:
             sys.stderr.write(f"[sedkit hooks] {hook_name} -> {plugin_name}\n")
+
+    def _trace_call(self, hook_name: str, impls: list[pluggy.HookImpl], _kwargs: Any) -> None:
+        # pluggy calls the implementations last registered first (wrappers around them).
+        for impl in reversed(impls):
+            self._trace(hook_name, impl.plugin_name)
 
     def run_start(self, *, run_dir: Path, recipe: dict[str, Any], device: str) -> None:
         self._call("sedkit_run_start", run_dir=run_dir, recipe=recipe, device=device)
@@ -264,6 +272,17 @@ class Plugins:
     def run_end(self, *, run_dir: Path, metrics: dict[str, Any], status: str) -> None:
         self._call("sedkit_run_end", run_dir=run_dir, metrics=metrics, status=status)
 
+    def report_figures(
+        self, *, run_dir: Path, epochs: list[dict[str, Any]], validation: dict[str, Any],
+        out_dir: Path,
+    ) -> list[tuple[Path, str]]:  # fmt: skip
+        """Every plugin's figures of a run (``sedkit_report_figures``), in plugin load order."""
+        results = self._call(
+            "sedkit_report_figures",
+            run_dir=run_dir, epochs=epochs, validation=validation, out_dir=out_dir,
+        )  # fmt: skip
+        return [figure for result in reversed(results) for figure in result]
+
     # ---------------------------------------------------------------- listing
     def as_dict(self) -> list[dict[str, Any]]:
         return [p.as_dict() for p in self.plugins]
@@ -271,6 +290,20 @@ class Plugins:
 
 class PluginHookError(RuntimeError):
     """A plugin's lifecycle hook raised; the message names the plugin."""
+
+
+def _raising_plugin(exc: BaseException, impls: list[pluggy.HookImpl]) -> str:
+    """The plugin whose hook implementation raised ``exc``, quoted: the innermost frame of its
+    traceback that runs one of ``impls`` (several names when plugins share one function)."""
+    codes: dict[object, list[str]] = {}
+    for impl in impls:
+        codes.setdefault(impl.function.__code__, []).append(repr(impl.plugin_name))
+    found = ["'unknown'"]
+    tb = exc.__traceback__
+    while tb is not None:
+        found = codes.get(tb.tb_frame.f_code, found)
+        tb = tb.tb_next
+    return " or ".join(found)
 
 
 def _undecorated_hook_functions(obj: object) -> list[str]:

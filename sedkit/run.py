@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from sedkit import distributed as D
+from sedkit.build import select_device
 from sedkit.checkpoint import LAST, CheckpointWriteError, reconcile, remove_temporaries
-from sedkit.cli import format_metrics
 from sedkit.data.audio import n_clip_samples
 from sedkit.errors import UserError
+from sedkit.formatting import format_metrics
 from sedkit.plugins import PluginHookError, Plugins
 from sedkit.recipe import LoadedRecipe, load_recipe
 from sedkit.rundir import (
@@ -35,7 +36,7 @@ from sedkit.rundir import (
     write_json,
     write_yaml,
 )
-from sedkit.trainer import NonFiniteLossError, Trainer, select_device
+from sedkit.trainer import NonFiniteLossError, Trainer
 
 log = logging.getLogger("sedkit")
 
@@ -205,8 +206,8 @@ def model_footprint(loaded: LoadedRecipe, clip_duration_s: float) -> tuple[int, 
     an operation that cannot run there (autocast on meta, ``.item()``)."""
     import torch
 
+    from sedkit.build import build_model
     from sedkit.components import BuildContext
-    from sedkit.trainer import build_model
 
     r = loaded.recipe
     quiet = logging.getLogger("sedkit.limits")

@@ -10,15 +10,15 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from sedkit.build import build_data, build_model, select_device
 from sedkit.checkpoint import LAST, load_checkpoint, recorded_best
-from sedkit.components import BuildContext, Model, ModelOutput
+from sedkit.components import Model, ModelOutput
 from sedkit.data.audio import n_clip_samples, pad_or_crop, read_audio
 from sedkit.data.features import FeatureExtractor
 from sedkit.data.labels import LabelEncoder
 from sedkit.errors import InputFileError, UserError
 from sedkit.plugins import Plugins
 from sedkit.recipe import LoadedRecipe, load_recipe
-from sedkit.trainer import build_model, select_device
 
 log = logging.getLogger("sedkit")
 
@@ -104,15 +104,7 @@ def load_trained_run(
         raise UserError(f"{run_dir}: no checkpoint {path.name} (the run saved no weights)")
     loaded = load_recipe(run_dir / "recipe.yaml", plugins=plugins)
     state = load_checkpoint(path, sha256=record["sha256"] if record else None)
-    r = loaded.recipe
-    context = BuildContext(
-        task=r.task,
-        recipe_path=loaded.path,
-        sample_rate=r.features.sample_rate,
-        seed=r.seed,
-        log=log,
-    )
-    data = loaded.classes["data"](loaded.params["data"], context)
+    data = build_data(loaded)
     classes = list(state.get("classes") or data.classes)
     extractor, model, encoder = build_model(loaded, classes, data.clip_duration_s, log)
     prefix = "model."

@@ -39,7 +39,7 @@ def load_tool():
 @pytest.fixture(scope="session")
 def tiny_desed_tree(tmp_path_factory):
     """The embedded DESED-like benchmark's ``tiny`` preset (seed 0), built once per session."""
-    from sedkit_plugins.data.desed_synth import synthesize
+    from sedkit_plugins.desed.synth import synthesize
 
     root = tmp_path_factory.mktemp("desed_tiny") / "data"
     synthesize(root, preset="tiny", seed=0)

@@ -27,7 +27,7 @@ import torch
 from sedkit.components import BuildContext
 from sedkit.data.features import FeatureExtractor, FeatureParams
 from sedkit.data.labels import LabelEncoder
-from sedkit_plugins.data.desed import DESEDData, DESEDParams
+from sedkit_plugins.desed.data import DESEDData, DESEDParams
 
 SECTION = "## Features"
 

@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from sedkit_plugins.data.desed_synth import GENERATOR_VERSION, PRESETS, synthesize
+from sedkit_plugins.desed.synth import GENERATOR_VERSION, PRESETS, synthesize
 
 SECTION = "## Synthetic benchmark"
 DOC = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"

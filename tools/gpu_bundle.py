@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     if done.returncode != 0:
         raise SystemExit(f"gpu_bundle: building the sedkit wheel failed:\n{done.stderr[-2000:]}")
     (sedkit_wheel,) = first.glob("sedkit-*.whl")
-    from sedkit_plugins.data.desed_synth import synthesize
+    from sedkit_plugins.desed.synth import synthesize
 
     synthesize(first / "data" / "desed_tiny", preset="tiny", seed=0)
     (first / "requirements.txt").write_text("".join(f"{n}=={lock[n][0]}\n" for n in RUNTIME))

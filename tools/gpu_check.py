@@ -649,7 +649,7 @@ def timed(section: Section) -> Iterator[None]:
 def ensure_data(s: Settings) -> None:
     if (s.data / "metadata").is_dir():
         return
-    from sedkit_plugins.data.desed_synth import synthesize
+    from sedkit_plugins.desed.synth import synthesize
 
     print(f"[gpu_check] synthesizing the tiny DESED-like set into {s.data}", flush=True)
     synthesize(s.data, preset="tiny", seed=0)

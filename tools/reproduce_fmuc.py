@@ -5,7 +5,7 @@
 Table II (test accuracy of FM, FMUC and fully supervised, mean ± standard deviation over
 ``--seeds``) runs recipes/fmuc/<dataset>/{fixmatch,fmuc,supervised}.yaml; Table I (pseudo-label
 quality and quantity) runs every variant of
-:data:`sedkit_plugins.pseudo_labelers.fixmatch.TABLE1_VARIANTS` for ``--table1-seeds`` as the
+:data:`sedkit_plugins.fixmatch.labeler.TABLE1_VARIANTS` for ``--table1-seeds`` as the
 fixmatch or fmuc recipe with the variant's ``pseudo_labeler.params`` overrides (FM and FMUC
 share the Table II runs). Runs go one after another with ``--threads`` CPU threads each (or
 ``--jobs`` side by side) and are skipped when already completed under ``--root``; an
@@ -30,7 +30,7 @@ from typing import Any
 
 from reproduction import completed, train
 
-from sedkit_plugins.pseudo_labelers.fixmatch import TABLE1_VARIANTS
+from sedkit_plugins.fixmatch.labeler import TABLE1_VARIANTS
 from sedkit_plugins.reporting.commands import summarize
 from sedkit_plugins.reporting.rundata import as_number, read_epochs, read_run
 

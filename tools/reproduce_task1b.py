@@ -9,9 +9,9 @@ threads), skipping runs that already completed under ``--root`` and resuming int
 ones. Then tabulates micro and macro accuracy, log-loss, non-zero parameters and size in KB
 (mean ± standard deviation over seeds) beside the paper's figures. Sizes are counted on each
 run's best checkpoint, the weights its final evaluation used
-(:func:`sedkit.pruning.model_size`). Finally the pruned Model 4 of the first seed is exported
-with :func:`sedkit.export.export_sparse`; the table gives the file's size on disk and checks
-that it loads back to the same outputs.
+(:func:`sedkit_plugins.pruned_asc.pruning.model_size`). Finally the pruned Model 4 of the first
+seed is exported with :func:`sedkit_plugins.pruned_asc.export.export_sparse`; the table gives
+the file's size on disk and checks that it loads back to the same outputs.
 
 With ``--write``, an existing ``## Reading`` section of the file (written by hand) is kept.
 """
@@ -91,8 +91,8 @@ def run_one(
 def run_metrics(path: Path) -> dict[str, float]:
     """A completed run's final scores and the size of its best checkpoint."""
     from sedkit.plugins import Plugins
-    from sedkit.pruning import model_size
     from sedkit.trained_run import load_trained_run
+    from sedkit_plugins.pruned_asc.pruning import model_size
 
     record = json.loads((path / "metrics.json").read_text())
     size = model_size(load_trained_run(path, plugins=Plugins.load()).model)
@@ -111,10 +111,10 @@ def export_check(path: Path, out: Path) -> dict[str, Any]:
     recipe, and compare the clip logits of both on a fixed batch of random clip-long waveforms."""
     import torch
 
-    from sedkit.export import export_sparse, load_sparse_into
     from sedkit.plugins import Plugins
-    from sedkit.pruning import model_size
     from sedkit.trained_run import load_trained_run
+    from sedkit_plugins.pruned_asc.export import export_sparse, load_sparse_into
+    from sedkit_plugins.pruned_asc.pruning import model_size
 
     plugins = Plugins.load()
     trained = load_trained_run(path, plugins=plugins)
@@ -196,7 +196,8 @@ def build_table(results: dict[tuple[str, str], list[dict[str, float]]]) -> str:
 def export_line(export: dict[str, Any]) -> str:
     """One sentence on the exported pruned Model 4."""
     return (
-        f"Exported pruned Model 4 (`sedkit.export.export_sparse`, `{export['path']}`): "
+        f"Exported pruned Model 4 (`sedkit_plugins.pruned_asc.export.export_sparse`, "
+        f"`{export['path']}`): "
         f"{export['file_bytes']:,} bytes on disk ({export['file_bytes'] / 1024:.1f} KB) for "
         f"{export['nonzero_kb']:.1f} KB of counted non-zero values; loaded back into a fresh "
         f"model it gives {'the same' if export['same_outputs'] else 'DIFFERENT'} outputs "

@@ -23,7 +23,7 @@ from sedkit.components import example_mask
 from sedkit.plugins import get_plugins
 from sedkit.recipe import load_recipe
 from sedkit.trainer import Trainer
-from sedkit_plugins.pseudo_labelers.tri_training import agreement_labels, weak_consistent
+from sedkit_plugins.tri_training.labeler import agreement_labels, weak_consistent
 
 THRESHOLDS = [0.3, 0.4, 0.5]
 MARGINS = [0.0, 0.1, 0.2, 0.3]

@@ -1,5 +1,5 @@
-"""PNG figures of a run: training curves, class-wise scores, pseudo-label statistics, PSD-ROC,
-confusion matrices and the detection view of one clip.
+"""PNG figures of any run: training curves, class-wise scores, PSD-ROC, the confusion matrix
+and the detection view of one clip (a method's own figures: ``sedkit_report_figures``).
 
 Figures are ``matplotlib.figure.Figure`` objects drawn without pyplot (no global state, no
 display), as in :mod:`sedkit.scoring.plots`, which draws the PSD-ROC and confusion figures
@@ -124,56 +124,11 @@ def plot_classwise(validation: Mapping[str, Any], out_png: Path) -> Path | None:
     return _save(fig, out_png)
 
 
-TRI_CURVES = {
-    "quality (precision)": ("tri_clip_precision", "tri_frame_precision"),
-    "quantity (kept)": ("tri_clip_kept", "tri_frame_kept"),
-}
-
-
-def plot_pseudo_labels(
-    metrics_jsonl: Path, epochs: Sequence[Mapping[str, Any]], out_png: Path
-) -> Path | None:
-    """Pseudo-label quality and quantity over epochs.
-
-    FixMatch/FMUC runs (``pl_quality``, ``pl_quantity``) are drawn by the fixmatch plugin's
-    :func:`plot_quality_quantity` (paper Fig. 2); tri-training runs by the share of entries
-    kept and the precision of the kept positives against the hidden labels, per level.
-    """
-    keys = {k for record in epochs for k in record}
-    if {"pl_quality", "pl_quantity"} & keys:
-        from sedkit_plugins.pseudo_labelers.fixmatch import plot_quality_quantity
-
-        return plot_quality_quantity(metrics_jsonl, out_png)
-    series = epoch_series(epochs)
-    panels = {
-        title: [k for k in names if k in series]
-        for title, names in TRI_CURVES.items()
-        if any(k in series for k in names)
-    }
-    if not panels:
-        return None
-    fig = Figure(figsize=(5 * len(panels), 4))
-    for axes, (title, names) in zip(
-        fig.subplots(1, len(panels), squeeze=False)[0], panels.items(), strict=True
-    ):
-        for key in names:
-            xs, ys = series[key]
-            axes.plot(xs, [100 * y for y in ys], marker="o", markersize=3, label=key)
-        axes.set_title(f"pseudo-label {title}")
-        axes.set_xlabel("epoch")
-        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
-        axes.set_ylabel("%")
-        axes.grid(alpha=0.3)
-        axes.legend(fontsize=8)
-    fig.tight_layout()
-    return _save(fig, out_png)
-
-
 def plot_confusions(
     validation: Mapping[str, Any], epochs: Sequence[Mapping[str, Any]], out_dir: Path
 ) -> list[Path]:
-    """Confusion matrices: the classifier's on validation (``confusion_matrix.png``) and the
-    last epoch's pseudo-label confusion of FixMatch/FMUC (``pseudo_label_confusion.png``)."""
+    """The classifier's confusion matrix on validation (``confusion_matrix.png``); a method's
+    own confusions (pseudo-labels) come from its ``sedkit_report_figures`` hook."""
     written: list[Path] = []
     classes = list((validation.get("classwise_accuracy") or {}).keys())
     confusion = validation.get("confusion_matrix")
@@ -181,16 +136,6 @@ def plot_confusions(
         from sedkit.scoring.plots import plot_confusion_matrix
 
         written.append(plot_confusion_matrix(confusion, classes, out_dir / "confusion_matrix.png"))
-    pl_confusion = next(
-        (r["pl_confusion"] for r in reversed(epochs) if isinstance(r.get("pl_confusion"), list)),
-        None,
-    )
-    if classes and pl_confusion is not None and len(pl_confusion) == len(classes):
-        from sedkit_plugins.pseudo_labelers.fixmatch import plot_confusion
-
-        written.append(
-            plot_confusion(pl_confusion, classes, out_dir / "pseudo_label_confusion.png")
-        )
     return written
 
 

@@ -392,17 +392,15 @@ def write_plots(run: RunRecord, status: str) -> list[Plot]:
             made.append(Plot(path, caption))
 
     add(plots.plot_training_curves(run.epochs, out_dir / "training_curves.png"), "training curves")
-    add(
-        plots.plot_pseudo_labels(
-            run.path / "metrics.jsonl", run.epochs, out_dir / "pseudo_labels.png"
-        ),
-        "pseudo-label quality and quantity",
-    )
     if run.validation:
         add(plots.plot_classwise(run.validation, out_dir / "classwise.png"), "class-wise scores")
     for path in plots.plot_confusions(run.validation, run.epochs, out_dir):
-        caption = "pseudo-label confusion (last epoch)" if "pseudo" in path.name else "confusion"
-        made.append(Plot(path, caption))
+        made.append(Plot(path, "confusion"))
+    # The methods' own figures (pseudo-label curves and confusions), from their plugins.
+    figures = get_plugins().report_figures(
+        run_dir=run.path, epochs=run.epochs, validation=run.validation or {}, out_dir=out_dir
+    )
+    made += [Plot(path, caption) for path, caption in figures]
     if status != "failed" and run.task == "sed":
         made += _psd_roc_plots(run, out_dir)
         made += _detection_plots(run.path, out_dir)

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from sedkit.components import Batch
+from sedkit.values import Batch
 
 __all__ = [
     "AugmentParams",

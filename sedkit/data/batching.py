@@ -23,10 +23,10 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from sedkit.components import Batch
 from sedkit.data.audio import read_audio
 from sedkit.data.augment import make_generator
 from sedkit.errors import InputFileError
+from sedkit.values import Batch
 
 if TYPE_CHECKING:
     from sedkit.data.features import FeatureExtractor

@@ -28,7 +28,7 @@ import torchaudio.functional as AF
 from torch import Tensor, nn
 
 if TYPE_CHECKING:
-    from sedkit.components import Batch
+    from sedkit.values import Batch
 
 __all__ = ["FeatureExtractor", "FeatureParams"]
 

@@ -18,8 +18,8 @@ from sedkit.cli import main
 from sedkit.components import BuildContext
 from sedkit.data.features import FeatureExtractor, FeatureParams
 from sedkit.errors import UserError
-from sedkit_plugins.data import classification as plugin
-from sedkit_plugins.data import classification_synth as cs
+from sedkit_plugins.classification_data import data as plugin
+from sedkit_plugins.classification_data import synth as cs
 
 
 def _table(path: Path) -> list[dict[str, str]]:
@@ -204,7 +204,7 @@ def test_plugins_load_the_benchmarks(scenes: Path, tmp_path: Path) -> None:
 
 
 def test_shared_synth_helpers() -> None:
-    from sedkit_plugins.data import synth_common as sc
+    from sedkit.data import synthesis as sc
 
     def smooth(m: int) -> bool:
         for p in (2, 3, 5):
@@ -222,7 +222,7 @@ def test_shared_synth_helpers() -> None:
 
 
 def test_staged_output_leaves_nothing_behind_on_failure(tmp_path: Path) -> None:
-    from sedkit_plugins.data.synth_common import staged_output
+    from sedkit.data.synthesis import staged_output
 
     out = tmp_path / "bench"
     with pytest.raises(RuntimeError), staged_output(out) as staging:

@@ -18,7 +18,7 @@ from sedkit.data.augment import AugmentParams
 from sedkit.data.features import FeatureExtractor, FeatureParams
 from sedkit.data.labels import LabelEncoder, read_durations_tsv, read_strong_tsv
 from sedkit.errors import InputFileError
-from sedkit_plugins.data.desed import DESEDData, DESEDParams, sedkit_register_datasets
+from sedkit_plugins.desed.data import DESEDData, DESEDParams, sedkit_register_datasets
 
 SR = 8000
 CLASSES = ["Alarm_bell_ringing", "Cat", "Dog", "Speech"]
@@ -300,7 +300,7 @@ def test_missing_root_synthesizes_when_asked(tmp_path, monkeypatch, caplog):
 
 
 def test_synthesize_wrapper_passes_the_generator_a_callable_log(tmp_path, monkeypatch):
-    synth = pytest.importorskip("sedkit_plugins.data.desed_synth")
+    synth = pytest.importorskip("sedkit_plugins.desed.synth")
     received = {}
 
     def fake(out_dir, *, preset, seed, log):

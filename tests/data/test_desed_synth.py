@@ -11,7 +11,8 @@ import pytest
 import soundfile as sf
 
 from sedkit.errors import UserError
-from sedkit_plugins.data import desed_synth as ds
+from sedkit_plugins.desed import plan as dp
+from sedkit_plugins.desed import synth as ds
 
 SR = 16000
 TINY = ds.PRESETS["tiny"]
@@ -224,7 +225,7 @@ def _plans(domain: ds.DomainConfig, n: int = 400):
     sources = {label: [(f"{label}.wav", 4.0)] for label in (*ds.CLASSES, *domain.distractors)}
     backgrounds = {kind: [(f"{kind}.wav", 12.0)] for kind in domain.backgrounds}
     return [
-        ds._plan_clip(np.random.default_rng(i), cfg, domain, sources, backgrounds, False)
+        dp._plan_clip(np.random.default_rng(i), cfg, domain, sources, backgrounds, False)
         for i in range(n)
     ]
 
@@ -250,11 +251,11 @@ def test_real_domain_follows_the_desed_class_prior_and_adds_distractors() -> Non
 
 def test_labels_cover_the_audible_reverberation_tail_and_skip_distractors() -> None:
     plan = [
-        ds._EventPlan("Dog", "d.wav", 0.0, 1.0, 0.5, 14.0),
-        ds._EventPlan("Dog", "d.wav", 0.0, 1.55, 0.3, 10.0),
-        ds._EventPlan("Cat", "c.wav", 0.0, 9.8, 0.19, 24.0),
-        ds._EventPlan("music", "m.wav", 0.0, 2.0, 3.0, 5.0),
-        ds._EventPlan("Speech", "s.wav", 0.0, 5.0, 1.0, 2.0),
+        dp._EventPlan("Dog", "d.wav", 0.0, 1.0, 0.5, 14.0),
+        dp._EventPlan("Dog", "d.wav", 0.0, 1.55, 0.3, 10.0),
+        dp._EventPlan("Cat", "c.wav", 0.0, 9.8, 0.19, 24.0),
+        dp._EventPlan("music", "m.wav", 0.0, 2.0, 3.0, 5.0),
+        dp._EventPlan("Speech", "s.wav", 0.0, 5.0, 1.0, 2.0),
     ]
     annotation = [(e.event_time, e.event_time + e.event_duration, e.label) for e in plan]
     events = ds.labeled_events(plan, annotation, ds.REAL_DOMAIN, (0.6, 4.0), 10.0)

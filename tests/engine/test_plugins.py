@@ -157,3 +157,54 @@ def test_lifecycle_hook_failure_names_the_plugin(tmp_path):
     )
     with pytest.raises(PluginHookError, match="plugin 'logger' failed in sedkit_epoch_end"):
         plugins.epoch_end(run_dir=tmp_path, epoch=1, metrics={})
+
+
+def _epoch_end_plugin(name: str, calls: list[str], *, fail: bool = False):
+    @sedkit.hookimpl
+    def sedkit_epoch_end(run_dir, epoch, metrics):
+        calls.append(name)
+        if fail:
+            raise ValueError("disk full")
+
+    return (name, _module(f"{name}_pkg", sedkit_epoch_end=sedkit_epoch_end))
+
+
+def test_lifecycle_hooks_go_through_pluggy_with_wrappers_and_tracing(tmp_path, monkeypatch, capsys):
+    """Hooks are called through ``pm.hook``: pluggy's order (last registered first), hook
+    wrappers around the others, and SEDKIT_TRACE_HOOKS=1 lines in the order of the calls."""
+    monkeypatch.setenv("SEDKIT_TRACE_HOOKS", "1")
+    calls: list[str] = []
+
+    @sedkit.hookimpl(wrapper=True)
+    def sedkit_epoch_end(run_dir, epoch, metrics):
+        calls.append("wrapper before")
+        result = yield
+        calls.append("wrapper after")
+        return result
+
+    wrapper = ("wrapper", _module("wrapper_pkg", sedkit_epoch_end=sedkit_epoch_end))
+    extra = [_epoch_end_plugin("first", calls), _epoch_end_plugin("second", calls), wrapper]
+    plugins = Plugins.load(builtins_only=True, disabled={"reporting"}, extra=extra)
+    capsys.readouterr()
+    plugins.epoch_end(run_dir=tmp_path, epoch=1, metrics={})
+    assert calls == ["wrapper before", "second", "first", "wrapper after"]
+    traced = [line for line in capsys.readouterr().err.splitlines() if "sedkit_epoch_end" in line]
+    assert traced == [
+        f"[sedkit hooks] sedkit_epoch_end -> {name}" for name in ("wrapper", "second", "first")
+    ]
+
+
+def test_hook_failure_names_the_raising_plugin_among_several(tmp_path):
+    calls: list[str] = []
+
+    @sedkit.hookimpl
+    def sedkit_epoch_end(run_dir, epoch, metrics):
+        calls.append("broken")
+        raise ValueError("disk full")
+
+    broken = ("broken", _module("broken_pkg", sedkit_epoch_end=sedkit_epoch_end))
+    extra = [_epoch_end_plugin("first", calls), broken, _epoch_end_plugin("last", calls)]
+    plugins = Plugins.load(builtins_only=True, extra=extra)
+    with pytest.raises(PluginHookError, match="plugin 'broken' failed in sedkit_epoch_end: Value"):
+        plugins.epoch_end(run_dir=tmp_path, epoch=1, metrics={})
+    assert calls == ["last", "broken"]  # pluggy stops at the first exception

@@ -53,7 +53,7 @@ def site(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny_desed(tmp_path_factory):
-    from sedkit_plugins.data.desed_synth import synthesize
+    from sedkit_plugins.desed.synth import synthesize
 
     root = tmp_path_factory.mktemp("desed") / "data"
     synthesize(root, preset="tiny", seed=0)

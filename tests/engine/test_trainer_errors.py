@@ -15,12 +15,12 @@ import toy_plugin
 import sedkit
 from sedkit import cli
 from sedkit import plugins as plugins_module
+from sedkit.build import check_decoding_classes
 from sedkit.components import Callback
 from sedkit.errors import UserError
 from sedkit.plugins import Plugins
 from sedkit.recipe import DecodingParams
 from sedkit.run import start_run
-from sedkit.trainer import check_decoding_classes
 
 
 @dataclass

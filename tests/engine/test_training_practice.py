@@ -252,10 +252,10 @@ def _context(task: str, n_mels: int, n_frames: int) -> ModelContext:
 
 
 def _build(name: str, activation: str, batch_norm: bool) -> tuple[nn.Module, torch.Tensor]:
-    from sedkit_plugins.models.cnn420 import CNN420, CNN420Params
-    from sedkit_plugins.models.crnn import CRNN, CRNNParams
-    from sedkit_plugins.models.inception import Inception, InceptionParams
-    from sedkit_plugins.models.vgg import VGG, VGGParams
+    from sedkit_plugins.crnn.model import CRNN, CRNNParams
+    from sedkit_plugins.fixmatch.cnn420 import CNN420, CNN420Params
+    from sedkit_plugins.pruned_asc.inception import Inception, InceptionParams
+    from sedkit_plugins.pruned_asc.vgg import VGG, VGGParams
 
     common = {"activation": activation, "batch_norm": batch_norm}
     if name == "crnn":
@@ -283,7 +283,7 @@ SUPPORTED.append(("crnn", "glu"))  # gated units need the CRNN's channel-wise ga
 def test_every_model_takes_each_activation_and_batch_norm_switch(
     model_name, activation, batch_norm
 ):
-    from sedkit_plugins.models.crnn import GLU
+    from sedkit_plugins.crnn.model import GLU
 
     torch.manual_seed(0)
     model, x = _build(model_name, activation, batch_norm)

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from sedkit.components import Batch, ModelContext
-from sedkit_plugins.models import cnn420 as cnn420_module
-from sedkit_plugins.models.cnn420 import CNN420, CNN420Params, ResidualBlock
+from sedkit_plugins.fixmatch import cnn420 as cnn420_module
+from sedkit_plugins.fixmatch.cnn420 import CNN420, CNN420Params, ResidualBlock
 
 LOG = logging.getLogger("test")
 

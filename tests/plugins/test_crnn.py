@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from sedkit.components import Batch, ModelContext
 from sedkit.errors import UserError
-from sedkit_plugins.models.crnn import CRNN, CRNNParams
+from sedkit_plugins.crnn.model import CRNN, CRNNParams
 
 N_CLASSES, N_MELS, N_FRAMES = 3, 8, 16
 
@@ -203,7 +203,7 @@ def test_tiny_fit_reduces_the_supervised_loss() -> None:
 
 
 def test_registered_through_the_hook() -> None:
-    from sedkit_plugins.models import crnn
+    from sedkit_plugins.crnn import model as crnn
 
     registered = {}
     crnn.sedkit_register_models(lambda name, cls: registered.setdefault(name, cls))

@@ -16,10 +16,15 @@ from sedkit.components import Batch, ModelContext
 from sedkit.config import check_dataclass
 from sedkit.errors import UserError
 from sedkit.plugins import Plugins
-from sedkit.pruning import apply_masks, compute_masks, count_nonzero_parameters, count_parameters
-from sedkit.pruning import size_kb as kb
-from sedkit_plugins.models.ensemble import Ensemble, EnsembleParams
-from sedkit_plugins.models.vgg import VGG, VGGParams
+from sedkit_plugins.pruned_asc.ensemble import Ensemble, EnsembleParams
+from sedkit_plugins.pruned_asc.pruning import (
+    apply_masks,
+    compute_masks,
+    count_nonzero_parameters,
+    count_parameters,
+)
+from sedkit_plugins.pruned_asc.pruning import size_kb as kb
+from sedkit_plugins.pruned_asc.vgg import VGG, VGGParams
 
 TINY_VGG = {
     "modules_per_stage": [1, 1],
@@ -177,7 +182,7 @@ def test_members_load_from_checkpoints_and_run_directories(tmp_path) -> None:
 
 
 def test_registered_through_the_hook() -> None:
-    from sedkit_plugins.models import ensemble
+    from sedkit_plugins.pruned_asc import ensemble
 
     registered = {}
     ensemble.sedkit_register_models(lambda name, cls: registered.setdefault(name, cls))

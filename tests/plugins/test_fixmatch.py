@@ -15,16 +15,10 @@ from torch import nn
 
 from sedkit.components import Batch, DataModule, HeadContext, ModelContext, ModelOutput, Step
 from sedkit.data.augment import make_generator
-from sedkit.data.spec_augment import (
-    SpecAugmentParams,
-    augment_spectrogram,
-    sharpen,
-    shift_rows,
-)
-from sedkit_plugins.models.cnn420 import CNN420, CNN420Params
-from sedkit_plugins.models.crnn import CRNN, CRNNParams
-from sedkit_plugins.pseudo_labelers import fixmatch as fixmatch_module
-from sedkit_plugins.pseudo_labelers.fixmatch import (
+from sedkit_plugins.crnn.model import CRNN, CRNNParams
+from sedkit_plugins.fixmatch import labeler as fixmatch_module
+from sedkit_plugins.fixmatch.cnn420 import CNN420, CNN420Params
+from sedkit_plugins.fixmatch.labeler import (
     FMUC,
     TABLE1_VARIANTS,
     FixMatch,
@@ -36,6 +30,12 @@ from sedkit_plugins.pseudo_labelers.fixmatch import (
     select_multi_label,
     select_single_label,
     tempered_softmax,
+)
+from sedkit_plugins.fixmatch.spec_augment import (
+    SpecAugmentParams,
+    augment_spectrogram,
+    sharpen,
+    shift_rows,
 )
 
 LOG = logging.getLogger("test")
@@ -180,7 +180,7 @@ def test_multi_label_check_and_mask_levels():
 def test_multi_label_bce_from_bf16_logits_keeps_a_gradient():
     """A confident wrong strong-view output (logit 9: p rounds to 1.0 in bf16) still gets the
     gradient ~1 of BCE-with-logits in float32, not loss 100 with zero gradient."""
-    from sedkit_plugins.pseudo_labelers.fixmatch import masked_mean_bce
+    from sedkit_plugins.fixmatch.labeler import masked_mean_bce
 
     weight = torch.full((1, 2), 9.0, requires_grad=True)
     with torch.autocast(device_type="cpu", dtype=torch.bfloat16):

@@ -14,7 +14,7 @@ import pytest
 
 from sedkit.plugins import Plugins
 from sedkit.recipe import load_recipe
-from sedkit_plugins.pseudo_labelers.fixmatch import TABLE1_VARIANTS
+from sedkit_plugins.fixmatch.labeler import TABLE1_VARIANTS
 
 ROOT = Path(__file__).resolve().parents[2]
 FMUC_RECIPES = sorted((ROOT / "recipes" / "fmuc").rglob("*.yaml"))

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from sedkit.components import Batch, HeadContext, ModelOutput, Step
-from sedkit_plugins.domain_adapters.grl import (
+from sedkit_plugins.grl.adapter import (
     GRLAdapter,
     GRLParams,
     dann_alpha,
@@ -189,7 +189,7 @@ def test_discriminator_learns_to_separate_domains() -> None:
 
 
 def test_registered_through_the_hook() -> None:
-    from sedkit_plugins.domain_adapters import grl
+    from sedkit_plugins.grl import adapter as grl
 
     registered = {}
     grl.sedkit_register_domain_adapters(lambda name, cls: registered.setdefault(name, cls))

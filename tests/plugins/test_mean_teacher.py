@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from sedkit.components import Batch, HeadContext, ModelContext, Step
-from sedkit_plugins.models.crnn import CRNN, CRNNParams
-from sedkit_plugins.pseudo_labelers.mean_teacher import (
+from sedkit_plugins.crnn.model import CRNN, CRNNParams
+from sedkit_plugins.mean_teacher.labeler import (
     MeanTeacher,
     MeanTeacherParams,
     sigmoid_rampup,
@@ -210,7 +210,7 @@ def test_tiny_fit_with_consistency() -> None:
 
 
 def test_registered_through_the_hook() -> None:
-    from sedkit_plugins.pseudo_labelers import mean_teacher
+    from sedkit_plugins.mean_teacher import labeler as mean_teacher
 
     registered = {}
     mean_teacher.sedkit_register_pseudo_labelers(lambda n, cls: registered.setdefault(n, cls))

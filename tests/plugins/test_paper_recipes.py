@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from sedkit.build import build_model
 from sedkit.data.features import FeatureExtractor
 from sedkit.plugins import Plugins
 from sedkit.recipe import load_recipe
 from sedkit.run import start_run
-from sedkit.trainer import build_model
 
 ROOT = Path(__file__).resolve().parents[2]
 PAPER = ROOT / "recipes" / "dcase2019_task4" / "paper"

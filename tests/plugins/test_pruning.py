@@ -1,6 +1,7 @@
-"""Magnitude pruning (sedkit.pruning) and the ``pruning`` callback: the METHODS.md section 5
-checks (schedule values, the 21 update epochs, non-zero counts and sizes), per-layer masks
-from the target sparsity, re-application after optimizer steps, logging, and exact resume."""
+"""Magnitude pruning (sedkit_plugins.pruned_asc.pruning) and the ``pruning`` callback: the
+METHODS.md section 5 checks (schedule values, the 21 update epochs, non-zero counts and sizes),
+per-layer masks from the target sparsity, re-application after optimizer steps, logging, and
+exact resume."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ import torch
 from torch import nn
 
 from sedkit.components import BuildContext, ModelContext
-from sedkit.pruning import (
+from sedkit_plugins.pruned_asc import pruning_callback as pruning_plugin
+from sedkit_plugins.pruned_asc.inception import Inception, InceptionParams
+from sedkit_plugins.pruned_asc.pruning import (
     PolynomialDecaySchedule,
     apply_masks,
     compute_masks,
@@ -26,10 +29,8 @@ from sedkit.pruning import (
     size_kb,
     weight_sparsity,
 )
-from sedkit_plugins.callbacks import pruning as pruning_plugin
-from sedkit_plugins.callbacks.pruning import Pruning, PruningParams
-from sedkit_plugins.models.inception import Inception, InceptionParams
-from sedkit_plugins.models.vgg import VGG, VGGParams
+from sedkit_plugins.pruned_asc.pruning_callback import Pruning, PruningParams
+from sedkit_plugins.pruned_asc.vgg import VGG, VGGParams
 
 LOG = logging.getLogger("test")
 

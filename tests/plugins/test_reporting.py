@@ -334,19 +334,6 @@ def test_classification_report_confusion_and_pseudo_labels(tmp_path):
     assert [cells[c] for c in classes] == ["0.8333", "0.5000", "1.0000"]
 
 
-def test_tri_training_statistics_are_drawn(tmp_path):
-    epochs = [
-        {"epoch": e, "train_loss": 1.0, "tri_clip_kept": 0.3 * e, "tri_clip_precision": 0.8,
-         "tri_frame_kept": 0.2 * e, "domain_accuracy": 0.7, "sparsity": 0.1 * e}
-        for e in (1, 2)
-    ]  # fmt: skip
-    path = plots.plot_pseudo_labels(tmp_path / "metrics.jsonl", epochs, tmp_path / "pl.png")
-    _assert_png(path)
-    assert (
-        plots.plot_pseudo_labels(tmp_path / "m.jsonl", [{"epoch": 1}], tmp_path / "x.png") is None
-    )
-
-
 def test_failed_run_reports_what_exists(tmp_path):
     epochs = [{"epoch": 1, "train_loss": 0.9, "lr": 0.001, "event_f1_macro": 0.25}]
     run_dir = _fake_run(tmp_path, "broken", epochs=epochs, status="failed")

@@ -17,12 +17,17 @@ import pytest
 import torch
 
 import sedkit.plugins
+from sedkit.build import build_model
 from sedkit.data.features import FeatureExtractor
 from sedkit.plugins import Plugins
-from sedkit.pruning import apply_masks, compute_masks, count_nonzero_parameters, count_parameters
-from sedkit.pruning import size_kb as kb
 from sedkit.recipe import load_recipe
-from sedkit.trainer import build_model
+from sedkit_plugins.pruned_asc.pruning import (
+    apply_masks,
+    compute_masks,
+    count_nonzero_parameters,
+    count_parameters,
+)
+from sedkit_plugins.pruned_asc.pruning import size_kb as kb
 
 ROOT = Path(__file__).resolve().parents[2]
 MAIN = ROOT / "recipes" / "dcase2020_task1b.yaml"

@@ -13,8 +13,8 @@ from torch import nn
 
 from sedkit.components import Batch, HeadContext, ModelContext, ModelOutput, Step
 from sedkit.errors import UserError
-from sedkit_plugins.models.crnn import CRNN, CRNNParams
-from sedkit_plugins.pseudo_labelers.tri_training import (
+from sedkit_plugins.crnn.model import CRNN, CRNNParams
+from sedkit_plugins.tri_training.labeler import (
     MASKED,
     TriTraining,
     TriTrainingParams,
@@ -414,8 +414,22 @@ def test_tiny_fit_stage1_then_stage2() -> None:
 
 
 def test_registered_through_the_hook() -> None:
-    from sedkit_plugins.pseudo_labelers import tri_training
+    from sedkit_plugins.tri_training import labeler as tri_training
 
     registered = {}
     tri_training.sedkit_register_pseudo_labelers(lambda n, cls: registered.setdefault(n, cls))
     assert registered == {"tri_training": TriTraining}
+
+
+def test_tri_training_statistics_are_drawn(tmp_path):
+    """Moved from test_reporting.py with the figure (``sedkit_report_figures``)."""
+    from sedkit_plugins.tri_training import figures
+
+    epochs = [
+        {"epoch": e, "train_loss": 1.0, "tri_clip_kept": 0.3 * e, "tri_clip_precision": 0.8,
+         "tri_frame_kept": 0.2 * e, "domain_accuracy": 0.7, "sparsity": 0.1 * e}
+        for e in (1, 2)
+    ]  # fmt: skip
+    path = figures.plot_pseudo_labels(epochs, tmp_path / "pl.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert figures.plot_pseudo_labels([{"epoch": 1}], tmp_path / "x.png") is None

@@ -13,14 +13,14 @@ from torch import nn
 
 from sedkit.components import Batch, ModelContext
 from sedkit.errors import UserError
-from sedkit.pruning import count_parameters
-from sedkit_plugins.models.inception import (
+from sedkit_plugins.pruned_asc.inception import (
     Inception,
     InceptionParams,
     SamePool2d,
     same_padding,
 )
-from sedkit_plugins.models.vgg import VGG, VGGParams, masked_cross_entropy
+from sedkit_plugins.pruned_asc.pruning import count_parameters
+from sedkit_plugins.pruned_asc.vgg import VGG, VGGParams, masked_cross_entropy
 
 
 def context(n_mels: int = 48, n_frames: int = 467, n_classes: int = 3) -> ModelContext:
@@ -194,7 +194,7 @@ def test_a_few_adam_steps_fit_a_tiny_batch() -> None:
 
 
 def test_registered_through_the_hook() -> None:
-    from sedkit_plugins.models import inception, vgg
+    from sedkit_plugins.pruned_asc import inception, vgg
 
     registered = {}
     vgg.sedkit_register_models(lambda name, cls: registered.setdefault(name, cls))

@@ -224,7 +224,7 @@ def setup_desed(root: Path, run_dir: Path | None, **overrides: object):
     from sedkit.components import BuildContext
     from sedkit.data.features import FeatureExtractor, FeatureParams
     from sedkit.data.labels import LabelEncoder
-    from sedkit_plugins.data.desed import DESEDData, DESEDParams
+    from sedkit_plugins.desed.data import DESEDData, DESEDParams
 
     params = DESEDParams(
         root=str(root), classes=CLASSES, clip_duration_s=CLIP_S, batch_size=4, **overrides

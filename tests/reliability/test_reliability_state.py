@@ -14,8 +14,8 @@ from torch import nn
 from sedkit.components import HeadContext, ModelContext, Step
 from sedkit.recipe import load_recipe
 from sedkit.trainer import Trainer
-from sedkit_plugins.models.crnn import CRNN, CRNNParams
-from sedkit_plugins.pseudo_labelers.mean_teacher import MeanTeacher, MeanTeacherParams
+from sedkit_plugins.crnn.model import CRNN, CRNNParams
+from sedkit_plugins.mean_teacher.labeler import MeanTeacher, MeanTeacherParams
 
 LOG = logging.getLogger("test")
 

@@ -1,0 +1,1 @@
+"""The CRNN of the DCASE task 4 baselines and of the tri-training paper."""

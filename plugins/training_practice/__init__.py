@@ -1,0 +1,1 @@
+"""Training practice every method may use: early stopping."""

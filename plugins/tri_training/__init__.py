@@ -1,0 +1,1 @@
+"""Tri-training with three labelers on the shared CRNN features (the tri-training paper)."""
