@@ -2,7 +2,7 @@
 
     python tools/bench_frontend.py [--threads 2] [--rounds 5] [--batch 24]
 
-One training step (forward, frame + clip BCE, backward, Adam) of ``plugins/models/crnn.py`` on a
+One training step (forward, frame + clip BCE, backward, Adam) of ``plugins/crnn/model.py`` on a
 batch of 10 s clips as the DCASE 2019 family feeds it (64 mel bands x 313 frames), for each front
 end below, and the conv blocks' forward + backward alone. Variants are timed in interleaved
 rounds so that other jobs on a shared machine disturb all of them alike; the best round is
@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from sedkit.components import ModelContext
-from sedkit_plugins.models.crnn import CRNN, CRNNParams
+from sedkit_plugins.crnn.model import CRNN, CRNNParams
 
 LATER = [[2, 2], [1, 2], [1, 2], [1, 2], [1, 2], [1, 1]]
 #: name -> (filters, pooling); the frequency factors of every variant multiply to 64.
