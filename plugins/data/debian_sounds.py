@@ -175,9 +175,10 @@ def load_fluidsynth(fetch_command: str) -> ctypes.CDLL:
         return _FLUIDSYNTH
     name = ctypes.util.find_library("fluidsynth")
     if name is None:
-        libdir = cache_dir() / "root/usr/lib/x86_64-linux-gnu"
-        if not (libdir / "libfluidsynth.so.3").exists():
+        found = sorted((cache_dir() / "root/usr/lib").glob("*/libfluidsynth.so.3"))
+        if not found:  # the multiarch folder: x86_64-linux-gnu, aarch64-linux-gnu, ...
             raise MissingSoundsError(FLUIDSYNTH_PACKAGE, fetch_command)
+        libdir = found[0].parent
         # The dynamic linker reuses a library already loaded under its soname, so loading
         # every fetched library globally, retrying those whose own dependencies are not yet
         # loaded, satisfies libfluidsynth without LD_LIBRARY_PATH.
