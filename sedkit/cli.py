@@ -15,6 +15,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
+import inspect
 import json
 import logging
 import math
@@ -164,6 +165,17 @@ class SynthCommand(Command):
         parser.add_argument("out_dir")
         parser.add_argument("--preset", default="default")
         parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument(
+            "--source",
+            default=None,
+            help="where the sounds come from, for datasets that offer a choice "
+            "(e.g. `instruments --source sampled`); default: the dataset's own",
+        )
+        parser.add_argument(
+            "--fetch",
+            action="store_true",
+            help="first download what --source needs (e.g. Debian packages) into a cache",
+        )
 
     @classmethod
     def run(cls, args: argparse.Namespace) -> int:
@@ -184,8 +196,14 @@ class SynthCommand(Command):
         check_output(out, overwrite=True, what="folder")  # a file, or nowhere to write
         if out.exists() and any(out.iterdir()):  # a dataset is built whole or not at all
             raise UserError(f"{out}: exists and is not empty; choose another folder")
+        options: dict[str, object] = {}
+        if args.source is not None or args.fetch:
+            accepted = inspect.signature(data_cls.synthesize).parameters
+            if "source" not in accepted:
+                raise UserError(f"synth: dataset {args.dataset!r} has no --source choice")
+            options = {"source": args.source, "fetch": args.fetch}
         started = time.time()
-        card = data_cls.synthesize(out, preset=args.preset, seed=args.seed, log=log)
+        card = data_cls.synthesize(out, preset=args.preset, seed=args.seed, log=log, **options)
         log.info(
             "synthesized %s (%s, seed %d) in %.1f s: %s",
             args.dataset,

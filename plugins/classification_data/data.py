@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from sedkit import hookimpl
-from sedkit.errors import InputFileError
+from sedkit.errors import InputFileError, UserError
 from sedkit_plugins.classification_data.classes import (
     INSTRUMENT_FAMILIES,
     SCENE_CLASSES,
@@ -49,8 +49,27 @@ def _synthesizer(name: str):
     generator only when called."""
 
     def synthesize(
-        out_dir: str | Path, *, preset: str = "default", seed: int = 0, log: Any = None
+        out_dir: str | Path,
+        *,
+        preset: str = "default",
+        seed: int = 0,
+        log: Any = None,
+        source: str | None = None,
+        fetch: bool = False,
     ) -> Path:
+        sources = ("procedural", "sampled") if name == "instruments" else ("procedural",)
+        if source not in (None, *sources):
+            raise UserError(
+                f"synth {name}: unknown --source {source!r}; choose from {', '.join(sources)}"
+            )
+        if source == "sampled":
+            from sedkit_plugins.classification_data import sampled_instruments
+
+            return sampled_instruments.synthesize(
+                out_dir, preset=preset, seed=seed, fetch=fetch, log=log
+            )
+        if fetch:
+            raise UserError(f"synth {name}: --fetch needs a --source that downloads sounds")
         from sedkit_plugins.classification_data import synth as classification_synth
 
         return classification_synth.synthesize(name, out_dir, preset=preset, seed=seed, log=log)

@@ -60,18 +60,28 @@ __all__ = ["DESEDData", "DESEDParams"]
 TRAIN_STREAMS = ("synthetic", "weak", "unlabeled")
 
 
-def _synthesize(out_dir: str | Path, *, preset: str = "default", seed: int = 0, log: Any = None):
+def _synthesize(
+    out_dir: str | Path,
+    *,
+    preset: str = "default",
+    seed: int = 0,
+    log: Any = None,
+    source: str | None = None,
+    fetch: bool = False,
+):
     """Build the embedded DESED-like benchmark in ``out_dir`` (see :mod:`.synth`); returns
     the path of its dataset card.
 
     Imported on call so that this module loads even where the generator's dependencies
     (scaper) are not installed. ``log`` may be a logger (its ``info`` is used) or a callable
-    taking one message.
+    taking one message. ``source``: ``procedural`` (default) or ``real`` (``--fetch`` first
+    downloads its Debian packages).
     """
     from sedkit_plugins.desed.synth import synthesize
 
     say = getattr(log, "info", log)
-    return synthesize(out_dir, preset=preset, seed=seed, log=say)
+    options = {"source": source, "fetch": fetch} if source is not None or fetch else {}
+    return synthesize(out_dir, preset=preset, seed=seed, log=say, **options)
 
 
 @dataclass

@@ -27,13 +27,16 @@ files are byte-identical for a seed whatever the number of worker processes.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from sedkit.data.synthesis import (
     build_into,
     check_preset,
+    message_function,
     run_jobs,
     seeded_rng,
     write_json,
@@ -41,6 +44,7 @@ from sedkit.data.synthesis import (
 
 # The generator's public names, from the modules of its concerns (config, sources, recording,
 # plan, writer): callers import them from here.
+from sedkit.errors import UserError
 from sedkit_plugins.desed.config import (
     BACKGROUND_KINDS,
     CLASSES,
@@ -84,9 +88,13 @@ from sedkit_plugins.desed.writer import _card, _card_markdown, _write_metadata
 # --------------------------------------------------------------------------------------------
 # Entry points
 # --------------------------------------------------------------------------------------------
-def _write_dataset(staging: Path, cfg: SynthConfig, *, seed: int, preset: str, say: Log) -> str:
+def _write_dataset(
+    staging: Path, cfg: SynthConfig, *, seed: int, preset: str, say: Log, sounds: Any = None
+) -> str:
     """Generate sources in a temporary work folder, mix and write every clip, the metadata and
-    the card into ``staging``; returns the summary line (how many clips)."""
+    the card into ``staging``; returns the summary line (how many clips). ``sounds``: a
+    :class:`real_sources.RealSounds` that replaces some sources by recordings (``--source real``).
+    """
     sr = cfg.sample_rate
     with tempfile.TemporaryDirectory(prefix="sedkit-synth-") as work_name:
         work = Path(work_name)
@@ -141,8 +149,13 @@ def _write_dataset(staging: Path, cfg: SynthConfig, *, seed: int, preset: str, s
                     )
                     for i in range(count)
                 ]
+        make: Callable[[Any], float] = _make_source
+        if sounds is not None:
+            from sedkit_plugins.desed.real_sources import make_source
+
+            jobs, make = sounds.source_jobs(jobs), make_source
         say(f"synth: generating {len(jobs)} source sounds ({cfg.n_workers} worker(s))")
-        durations = run_jobs(_make_source, jobs, cfg.n_workers)
+        durations = run_jobs(make, jobs, cfg.n_workers)
         pools: dict[str, dict[str, dict[str, list[tuple[str, float]]]]] = {
             pool: {"fg": {}, "bg": {}} for pool, _ in _POOLS
         }
@@ -202,8 +215,13 @@ def _write_dataset(staging: Path, cfg: SynthConfig, *, seed: int, preset: str, s
         clips[subset_name].append((name, events))
     _write_metadata(staging, cfg, clips)
     card = _card(cfg, preset, seed, clips)
+    if sounds is not None:
+        sounds.extend_card(card)
+    markdown = _card_markdown(card)
+    if sounds is not None:
+        markdown += "\n".join(sounds.card_lines()) + "\n"
     write_json(staging / "dataset_card.json", card)
-    (staging / "dataset_card.md").write_text(_card_markdown(card), encoding="utf-8")
+    (staging / "dataset_card.md").write_text(markdown, encoding="utf-8")
     return f"synth desed: {len(names)} clips"
 
 
@@ -214,28 +232,50 @@ def build(
     seed: int = 0,
     preset: str = "custom",
     log: Log | None = None,
+    sounds: Any = None,
 ) -> Path:
     """Build the benchmark described by ``config`` into ``out_dir``; returns the card JSON path.
 
     ``out_dir`` must be absent or empty. The tree is assembled next to it and moved into place
     at the end, so an interrupted build never leaves a half dataset that looks complete.
+    ``sounds``: real recordings for some sources (see :mod:`.real_sources`).
     """
     return build_into(
         out_dir,
         log,
-        lambda staging, say: _write_dataset(staging, config, seed=seed, preset=preset, say=say),
+        lambda staging, say: _write_dataset(
+            staging, config, seed=seed, preset=preset, say=say, sounds=sounds
+        ),
     )
 
 
 def synthesize(
-    out_dir: Path | str, *, preset: str = "default", seed: int = 0, log: Log | None = None
+    out_dir: Path | str,
+    *,
+    preset: str = "default",
+    seed: int = 0,
+    log: Log | None = None,
+    source: str | None = None,
+    fetch: bool = False,
 ) -> Path:
     """Build the embedded DESED-like benchmark (preset from :data:`PRESETS`) into ``out_dir``.
 
     Returns the path of the dataset card (``dataset_card.json``; ``dataset_card.md`` lies next
-    to it). The same preset and seed give byte-identical files.
+    to it). The same preset and seed give byte-identical files. ``source``: ``procedural``
+    (default) or ``real`` (recordings from Debian packages where they exist,
+    :mod:`.real_sources`; ``fetch`` downloads them first).
     """
-    return build(out_dir, check_preset(preset, PRESETS), seed=seed, preset=preset, log=log)
+    config = check_preset(preset, PRESETS)
+    if source not in (None, "procedural", "real"):
+        raise UserError(f"synth desed: unknown --source {source!r}; choose from procedural, real")
+    if source != "real":
+        if fetch:
+            raise UserError("synth desed: --fetch needs --source real")
+        return build(out_dir, config, seed=seed, preset=preset, log=log)
+    from sedkit_plugins.desed.real_sources import RealSounds
+
+    sounds = RealSounds.load(seed, fetch=fetch, say=message_function(log))
+    return build(out_dir, config, seed=seed, preset=preset, log=log, sounds=sounds)
 
 
 __all__ = [
