@@ -1056,8 +1056,8 @@ def align_reference(
     scores are an error.
     """
     from sedkit.errors import InputFileError
+    from sedkit.scoring.scenarios import ScoringWarning
     from sedkit.scoring.score_tables import audio_id
-    from sedkit.scoring.sed import ScoringWarning
 
     gt_source = str(ground_truth.attrs.get("source", "<ground truth>"))
     gt_ids = np.array([audio_id(str(f)) for f in ground_truth["filename"]], dtype=object)
@@ -1155,8 +1155,8 @@ def score_folder(
     import os
 
     from sedkit.scoring.io import read_durations, read_ground_truth
+    from sedkit.scoring.scenarios import INTERSECTION_F1, PSDS1, PSDS2
     from sedkit.scoring.score_tables import read_score_tables, score_files
-    from sedkit.scoring.sed import INTERSECTION_F1, PSDS1, PSDS2
 
     if isinstance(scores, str | os.PathLike):
         files = score_files(scores)
@@ -1204,7 +1204,7 @@ def score_tables_psds(
     name and ``classwise`` (the per-class PSDS); with ``plot_dir``, draws each scenario's
     PSD-ROC from the score tables there (``<name>_roc.png``, ``<name>_roc_per_class.png``).
     """
-    from sedkit.scoring.sed import ScoringWarning
+    from sedkit.scoring.scenarios import ScoringWarning
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ScoringWarning)
