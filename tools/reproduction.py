@@ -127,11 +127,9 @@ def last_quarter_gain(
     last ``window`` epochs minus its mean over the ``window`` epochs ending at epoch floor(3N/4).
     ``window`` 1 is issue 15's convergence criterion (< 0.01, mean of 3 seeds); a wider window
     averages out the epoch-to-epoch noise of a small validation set."""
-    by_epoch = {
-        r["epoch"]: r[metric]
-        for r in records
-        if r.get("stage", "train") == "train" and isinstance(r.get(metric), int | float)
-    }
+    # One record per epoch; its "stage" is "train" or the pseudo-labeler's (tri-training:
+    # "stage1", "stage2"), so every record counts.
+    by_epoch = {r["epoch"]: r[metric] for r in records if isinstance(r.get(metric), int | float)}
     last = max(by_epoch)
     start = (3 * last) // 4
     end_values = [by_epoch[e] for e in range(last - window + 1, last + 1)]

@@ -42,8 +42,11 @@ def test_headroom_configs_and_split_paths(load_tool):
 def test_last_quarter_gain_reads_epoch_three_quarters_in(load_tool):
     reproduction = load_tool("reproduction")
     # 8 epochs: the last quarter runs from the end of epoch 6 to the end of epoch 8.
-    records = [{"epoch": e, "event_f1_macro": 0.1 * e} for e in range(1, 9)]
-    records.append({"epoch": 8, "stage": "test", "event_f1_macro": 0.0})  # not a training epoch
+    # Tri-training names its stages: every epoch's record counts, whatever its stage.
+    records = [
+        {"epoch": e, "stage": "stage1" if e <= 4 else "stage2", "event_f1_macro": 0.1 * e}
+        for e in range(1, 9)
+    ]
     assert reproduction.last_quarter_gain(records) == pytest.approx(0.8 - 0.6)
     assert reproduction.last_quarter_gain(records, window=2) == pytest.approx(0.75 - 0.55)
 
