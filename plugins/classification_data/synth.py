@@ -88,8 +88,9 @@ def _note_job(job: tuple) -> None:
     _write_wav(path, render_note(seeded_rng(*seed_parts), inst, pitch, velocity, n, sr), sr)
 
 
-def _write_card(staging: Path, card: dict, description: list[str]) -> None:
-    write_json(staging / "dataset_card.json", card)
+def card_head(card: dict, description: list[str], summary: str) -> list[str]:
+    """The opening of a benchmark's dataset_card.md (title, generator, ``description``, the
+    ``summary`` line, clips per class and split), shared by every classification generator."""
     counts = card["clips_per_class"]
     lines = [
         f"# {card['name']}",
@@ -100,14 +101,23 @@ def _write_card(staging: Path, card: dict, description: list[str]) -> None:
         "",
         *description,
         "",
-        f"{card['sample_rate']} Hz mono 16-bit WAV clips of {card['clip_duration_s']} s; "
-        f"{card['n_clips']} clips. Files: {', '.join(card['files'])}.",
+        summary,
         "",
         "| class | " + " | ".join(counts) + " |",
         "|---|" + "---|" * len(counts),
     ]
     for c in card["classes"]:
         lines.append(f"| {c} | " + " | ".join(str(counts[s].get(c, 0)) for s in counts) + " |")
+    return lines
+
+
+def _write_card(staging: Path, card: dict, description: list[str]) -> None:
+    write_json(staging / "dataset_card.json", card)
+    summary = (
+        f"{card['sample_rate']} Hz mono 16-bit WAV clips of {card['clip_duration_s']} s; "
+        f"{card['n_clips']} clips. Files: {', '.join(card['files'])}."
+    )
+    lines = card_head(card, description, summary)
     lines += [
         "",
         "Synthetic data: results on it are comparable with each other, not with the papers "
