@@ -153,6 +153,10 @@ class TriTrainingParams:
     # Beyond the paper: frame pseudo-labels of weak clips obey their clip labels (see
     # weak_consistent); the paper leaves W_psl to the labelers alone.
     weak_label_consistency: bool = False
+    # Algorithm 1 trains F with the labelers' BCE too (True, the paper). False detaches h for
+    # F1 and F2 in stage 1: the labelers learn on F's features but do not shape them, so F and
+    # Ft learn in stage 1 exactly as in the baseline (stage-1 deficit: docs/table1.md).
+    labelers_update_features: bool = True
 
     def __post_init__(self) -> None:
         if self.stage1_epochs < 0:
@@ -239,6 +243,8 @@ class TriTraining(PseudoLabeler):
         h, batch = step.out.h, step.batch
         if h is None:
             raise ValueError("tri-training needs the model's shared features h")
+        if not self.params.labelers_update_features:
+            h = h.detach()
         frame_terms, clip_terms = [], []
         for labeler in self.labelers:
             frame_logits, clip_logits = labeler(h)

@@ -157,6 +157,22 @@ def test_orthogonality_sends_no_gradient_to_the_model() -> None:
         assert labeler.frame_head.weight.grad is None
 
 
+@pytest.mark.parametrize("update", [True, False])
+def test_labelers_update_features_decides_whether_their_bce_reaches_f(update) -> None:
+    torch.manual_seed(0)
+    model = tiny_model()
+    tri = labeler_for(model, labelers_update_features=update)
+    features = torch.randn(4, MELS, FRAMES)
+    losses = tri.loss(step_for(model, features, mixed_batch(model.output_frames(FRAMES)), 1, ""))
+    (losses["tri_labeler_frame_bce"] + losses["tri_labeler_clip_bce"]).backward()
+    f_grads = [p.grad for name, p in model.named_parameters() if name.startswith("cnn")]
+    assert f_grads
+    reached = any(g is not None and g.abs().sum() > 0 for g in f_grads)
+    assert reached == update
+    for labeler in tri.labelers:  # the labelers learn either way
+        assert labeler.first.weight.grad.abs().sum() > 0
+
+
 def test_agreement_example() -> None:
     labels, kept = agreement_labels(torch.tensor([0.6, 0.4, 0.7]), torch.tensor([0.8, 0.3, 0.4]))
     assert kept.tolist() == [True, True, False]
