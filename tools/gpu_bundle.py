@@ -1,4 +1,4 @@
-"""Pack what tools/gpu_check.py needs on a GPU machine that reaches no package registry.
+"""Pack what tools/gpu_check.py and `sedkit synth desed` need on a GPU machine with no registry.
 
     python tools/gpu_bundle.py [--python-version 3.11] [--part-mib 60]
 
@@ -6,7 +6,9 @@ The GPU machine has torch and torchaudio (CUDA builds) and nothing of sedkit's. 
 
 - ``build/gpu_bundle/``: ``install.sh`` (the offline install), ``requirements.txt``,
   ``manifest.json``, the sedkit wheel, the embedded tiny DESED-like data set
-  (``data/desed_tiny``, preset ``tiny``, seed 0) and the first part of the dependency wheels;
+  (``data/desed_tiny``, preset ``tiny``, seed 0), the sox program as Debian packages
+  (``debs/``, for scaper; fetched with ``apt-get download``, so build on Debian or Ubuntu) and
+  the first part of the dependency wheels;
 - ``build/gpu_bundle_2/``, ...: the other wheels, as few folders as fit ``--part-mib`` each
   (the device tool carries at most 64 MiB of ignored paths per command).
 
@@ -17,8 +19,10 @@ the lock would add numba, scikit-learn and more that no path of the check import
 not fit.
 
 On the GPU machine, in the checkout with every ``build/gpu_bundle*`` folder present:
-``bash build/gpu_bundle/install.sh`` (a venv at ``build/gpu_venv`` that sees the system torch),
-then ``build/gpu_venv/bin/python tools/gpu_check.py``.
+``bash build/gpu_bundle/install.sh`` (a venv at ``build/gpu_venv`` that sees the system torch,
+and the sox program in ``build/gpu_sox``), then ``build/gpu_venv/bin/python tools/gpu_check.py``
+or ``build/gpu_venv/bin/python -m sedkit.cli synth desed DIR`` (the full benchmark is too large
+to carry; it is synthesized there).
 """
 
 from __future__ import annotations
@@ -48,6 +52,22 @@ RUNTIME = (
     "platformdirs", "pluggy", "psds-eval", "pycparser", "pygments", "pyparsing", "pytest",
     "python-dateutil", "pytz", "pyyaml", "scipy", "sed-eval", "setuptools", "six", "soundfile",
     "tqdm", "tzdata", "validators",
+    # sedkit synth desed (scaper and its closure, measured the same way on the tiny preset);
+    # soxbindings is left out: it has no wheel and compiles against libsox, so scaper falls
+    # back to pysox (``sox``), which runs the sox program that the bundle carries as .deb files.
+    "attrs", "decorator", "jams", "jsonschema", "jsonschema-specifications", "mir-eval",
+    "pyloudnorm", "referencing", "rpds-py", "scaper", "sortedcontainers", "sox",
+    "typing-extensions",
+)  # fmt: skip
+
+#: The sox program that scaper runs through pysox, and the libraries it links that a bare machine
+#: may lack (glibc, zlib, bzip2 and xz it is sure to have), as Debian packages of this machine's
+#: release: install.sh unpacks them into build/gpu_sox. soxbindings (scaper's in-process libsox,
+#: which has no wheel) would give the same audio; on the tiny preset 3 of 45 files differ from it,
+#: each in 1 sample by 1 LSB (measured with both here).
+SOX_DEBS = (
+    "sox", "libsox3", "libgomp1", "libgsm1", "libltdl7", "libmagic1", "libmagic-mgc",
+    "libpng16-16",
 )  # fmt: skip
 
 #: Already on the GPU machine (and far too large to carry).
@@ -109,11 +129,55 @@ else
 fi
 "${{pip[@]}}" install --quiet --no-index --no-deps "${{finds[@]}}" -r "$HERE/requirements.txt"
 "${{pip[@]}}" install --quiet --no-index --no-deps "$HERE"/{sedkit_wheel}
-"$VENV/bin/python" -c 'import torch, sedkit, sed_eval, psds_eval
+# scaper (sedkit synth) runs the sox program: unpack the bundled one, call it through a wrapper
+# that finds its libraries, and put the venv's bin/ first on PATH in every process of the venv
+# (a .pth line) so that `$VENV/bin/python -m sedkit.cli synth ...` finds it unactivated.
+SOX="$ROOT/build/gpu_sox"
+rm -rf "$SOX"
+mkdir -p "$SOX"
+for deb in "$HERE"/debs/*.deb; do
+    dpkg-deb -x "$deb" "$SOX" || {{ echo "install.sh: cannot unpack $deb (dpkg-deb)" >&2; exit 2; }}
+done
+sed "s|@SOX@|$SOX|" > "$VENV/bin/sox" <<'WRAPPER'
+#!/bin/sh
+SOX="@SOX@"
+lib="$SOX/usr/lib/x86_64-linux-gnu:$SOX/lib/x86_64-linux-gnu"
+export LD_LIBRARY_PATH="$lib${{LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}}"
+export MAGIC="$SOX/usr/lib/file/magic.mgc"
+exec "$SOX/usr/bin/sox" "$@"
+WRAPPER
+chmod +x "$VENV/bin/sox"
+site="$("$VENV/bin/python" -c 'import site; print(site.getsitepackages()[0])')"
+pth="import os; p = os.environ.get('PATH', ''); d = '$VENV/bin'; "
+pth+="os.environ['PATH'] = p if p.split(os.pathsep)[0] == d else d + os.pathsep + p"
+echo "$pth" > "$site/_gpu_sox.pth"
+"$VENV/bin/python" -c 'import torch, sedkit, sed_eval, psds_eval, shutil, subprocess
+from sedkit.compat import import_scaper
+scaper = import_scaper()
+sox = subprocess.run(["sox", "--version"], capture_output=True, text=True, check=True)
 print("sedkit", sedkit.__version__, "torch", torch.__version__,
-      "cuda", torch.cuda.is_available())'
+      "cuda", torch.cuda.is_available(), "scaper", scaper.__version__,
+      "sox", shutil.which("sox"), sox.stdout.strip())'
 echo "install.sh: done; now: $VENV/bin/python tools/gpu_check.py"
 """
+
+
+def fetch_debs(dest: Path) -> dict[str, str]:
+    """:data:`SOX_DEBS` from this machine's apt sources into ``dest``, under names the device
+    tool carries (letters, digits, '.', '_', '-'); ``{file: sha256}``."""
+    if shutil.which("apt-get") is None:
+        raise SystemExit("gpu_bundle: apt-get is needed to fetch the sox program (Debian/Ubuntu)")
+    dest.mkdir(parents=True)
+    done = subprocess.run(["apt-get", "download", *SOX_DEBS], cwd=dest, capture_output=True,
+                          text=True)  # fmt: skip
+    if done.returncode != 0:
+        raise SystemExit(f"gpu_bundle: apt-get download failed:\n{done.stderr[-2000:]}")
+    out = {}
+    for deb in sorted(dest.glob("*.deb")):
+        name = re.sub(r"[^A-Za-z0-9._-]", "_", deb.name)
+        deb = deb.rename(dest / name)
+        out[name] = sha256(deb)
+    return out
 
 
 def normalise(name: str) -> str:
@@ -224,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     from sedkit_plugins.desed.synth import synthesize
 
     synthesize(first / "data" / "desed_tiny", preset="tiny", seed=0)
+    debs = fetch_debs(first / "debs")
     (first / "requirements.txt").write_text("".join(f"{n}=={lock[n][0]}\n" for n in RUNTIME))
 
     sizes = {p.name: p.stat().st_size for p in wheels.iterdir()}
@@ -236,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         "platforms": PLATFORMS,
         "sedkit_wheel": {"file": sedkit_wheel.name, "sha256": sha256(sedkit_wheel)},
         "data": "data/desed_tiny (sedkit synth desed --preset tiny --seed 0)",
+        "debs": debs,
         "parts": {},
     }
     for name, files in zip(names, parts, strict=True):

@@ -76,8 +76,13 @@ two commands on one warm machine (what a command leaves under `build/` stays for
 
 `install.sh` makes `build/gpu_venv` with `--system-site-packages` (the machine's torch) and
 installs the wheels with `pip install --no-index --no-deps`; it stops with one line when a part
-is missing or the Python version differs. Tested offline on the CPU machine: a venv that sees
-only torch and its own dependencies, the bundle installed with no index, then the CPU dry run:
+is missing or the Python version differs. The bundle also holds what `sedkit synth desed` needs
+(scaper 1.6.5 and its closure, less soxbindings, which has no wheel), and the sox program that
+scaper then runs (Debian packages unpacked into `build/gpu_sox`, found through a wrapper in the
+venv's `bin/`), so the full benchmark, too large to carry, is synthesized there:
+`build/gpu_venv/bin/python -m sedkit.cli synth desed /tmp/d`. Tested offline on the CPU
+machine: a venv that sees only torch and its own dependencies, the bundle installed with no
+index, then the CPU dry run:
 
 ```bash
 .venv/bin/python tools/gpu_check.py --device cpu --tiny --out /tmp/gpu.md   # about 1 min

@@ -4,7 +4,11 @@ the device tool can carry."""
 
 from __future__ import annotations
 
+import subprocess
+from importlib import metadata
+
 import pytest
+from packaging.requirements import Requirement
 
 
 @pytest.fixture(scope="module")
@@ -45,3 +49,36 @@ def test_pack_fills_parts_largest_first_within_their_room(bundle):
         assert sum(sizes[f] for f in part) <= (55 if i == 0 else 60) * mib
     with pytest.raises(SystemExit, match="fits no part"):
         bundle.pack({"huge": 61 * mib}, first_room=60 * mib, room=60 * mib)
+
+
+def test_install_script_renders_to_valid_bash(bundle, tmp_path):
+    script = tmp_path / "install.sh"
+    script.write_text(
+        bundle.INSTALL_SH.format(
+            python_version="3.12", parts="gpu_bundle gpu_bundle_2", sedkit_wheel="s.whl"
+        )
+    )
+    assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+    text = script.read_text()
+    # the sox wrapper keeps its shell expansions for run time
+    assert '"$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"' in text
+    assert 'exec "$SOX/usr/bin/sox" "$@"' in text
+
+
+def test_runtime_holds_the_closure_of_sedkit_synth(bundle):
+    """Every distribution scaper needs, transitively, travels (soxbindings excepted: the
+    bundle carries the sox program for pysox instead)."""
+    seen, todo = set(), ["scaper"]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        for req in metadata.requires(name) or []:
+            req = Requirement(req)
+            if req.marker is None or req.marker.evaluate({"extra": ""}):
+                todo.append(bundle.normalise(req.name))
+    needed = seen - {"soxbindings"}
+    assert {"jams", "sox", "pyloudnorm", "mir-eval", "jsonschema"} <= needed
+    assert needed - set(bundle.RUNTIME) == set()
+    assert "sox" in bundle.SOX_DEBS and "libsox3" in bundle.SOX_DEBS
