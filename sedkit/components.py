@@ -187,7 +187,9 @@ class PseudoLabeler(nn.Module):
     Its parameters (extra heads, an EMA teacher's buffers) are trained and checkpointed with the
     model. ``stage(epoch)`` names the training stage; the trainer logs it and passes it in
     :class:`Step`. ``on_epoch_start`` may run inference with ``predictor`` (for example to
-    recompute pseudo-labels) and returns statistics to log.
+    recompute pseudo-labels) and returns statistics to log. The trainer logs the statistics of
+    ``on_epoch_start`` and ``epoch_metrics`` under the recipe section (``quality`` as
+    ``pseudo_labeler/quality``), so name them without a method prefix.
     """
 
     Params: ClassVar[type] = NoParams
@@ -228,6 +230,7 @@ class DomainAdapter(nn.Module):
         raise NotImplementedError
 
     def epoch_metrics(self) -> dict[str, Any]:
+        """Statistics of the epoch, logged as ``domain_adapter/NAME``; then reset."""
         return {}
 
 
@@ -253,7 +256,8 @@ class Callback:
 
     ``trainer`` is a :class:`TrainerView`; callbacks may read its attributes, set
     ``trainer.should_stop = True`` (and ``trainer.stop_reason``), change parameters (pruning)
-    or learning rates, add keys to the ``metrics`` of ``on_epoch_end``, and reset the best
+    or learning rates, add keys to the ``metrics`` of ``on_epoch_end`` (named
+    ``callbacks/NAME``: :func:`sedkit.formatting.section_metrics`), and reset the best
     checkpoint's bookkeeping (``trainer.best_value = None``) when earlier epochs stop being
     comparable (e.g. after a pruning step).
     ``state_dict`` is saved in checkpoints so a resumed run continues identically.

@@ -1,4 +1,5 @@
-"""Metrics as text: the one-line epoch summary of the log and the final table of a run."""
+"""Metric names and metrics as text: the one-line epoch summary of the log and the final table
+of a run."""
 
 from __future__ import annotations
 
@@ -16,6 +17,13 @@ HEADLINE = [
     "accuracy_macro",
     "log_loss",
 ]
+
+
+def section_metrics(section: str, metrics: dict[str, Any]) -> dict[str, Any]:
+    """A component's own metrics named by its recipe section: ``quality`` of the
+    ``pseudo_labeler`` is logged as ``pseudo_labeler/quality``, so readers (reports, TensorBoard
+    groups) know a metric's part without knowing the method, and two parts never clash."""
+    return {f"{section}/{key}": value for key, value in metrics.items()}
 
 
 def epoch_summary(metrics: dict[str, Any], monitor: str) -> str:

@@ -138,8 +138,9 @@ def sedkit_report_figures(
 ) -> list[tuple[Path, str]] | None:
     """A method's own figures for a run's report: draw into ``out_dir`` what the run's metrics
     hold for this method and return ``(png_path, caption)`` pairs; return nothing for a run of
-    another method. ``epochs`` are the records of ``metrics.jsonl``, ``validation`` the final
-    validation metrics (empty when the run has none).
+    another method. ``epochs`` are the records of ``metrics.jsonl`` (a component's own metrics
+    named by its recipe section, ``pseudo_labeler/quality``: docs/architecture.md), ``validation``
+    the final validation metrics (empty when the run has none).
 
     Called by a report writer (the ``reporting`` plugin at the end of every run and by
     ``sedkit report``), so that it draws any method's curves without importing or naming it.

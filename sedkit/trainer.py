@@ -33,7 +33,7 @@ from sedkit.build import build_context, build_experiment, seed_everything, selec
 from sedkit.checkpoint import LAST, load_checkpoint, reconcile
 from sedkit.errors import UserError
 from sedkit.evaluation import check_reference, evaluate_classification, evaluate_sed
-from sedkit.formatting import epoch_summary
+from sedkit.formatting import epoch_summary, section_metrics
 from sedkit.freezing import TransferFreezing
 from sedkit.optim import Schedule, build_optimizer, clip_gradients, clip_groups, grad_norm_metrics
 from sedkit.plugins import Plugins
@@ -208,7 +208,8 @@ class Trainer(TrainerCheckpoints):
         stage = self.labeler.stage(epoch) if self.labeler else "train"
         metrics: dict[str, Any] = {"stage": stage}
         if self.labeler:
-            metrics.update(self.labeler.on_epoch_start(epoch, self.predictor, self.data))
+            started = self.labeler.on_epoch_start(epoch, self.predictor, self.data)
+            metrics.update(section_metrics("pseudo_labeler", started))
         for cb in [*self.callbacks, self.freezing]:
             cb.on_epoch_start(self, epoch)
         self.modules.train()
@@ -234,9 +235,9 @@ class Trainer(TrainerCheckpoints):
             metrics[f"train_{k}"] = float(v) / max(n_steps, 1)
         metrics.update(grad_norm_metrics(self.grad_norms, self.clip_groups, self.tp.grad_clip_norm))
         metrics["train_clips_per_s"] = progress.clips_per_s(n_clips)
-        for part in (self.labeler, self.adapter):
+        for section, part in (("pseudo_labeler", self.labeler), ("domain_adapter", self.adapter)):
             if part is not None:
-                metrics.update(part.epoch_metrics())
+                metrics.update(section_metrics(section, part.epoch_metrics()))
         return metrics
 
     def train_step(self, batch: C.Batch, epoch: int, stage: str) -> dict[str, torch.Tensor]:

@@ -9,6 +9,8 @@ import pytest
 import torch
 
 TOOLS = Path(__file__).resolve().parent.parent / "tools"
+# shared_support.py: builders several test files import.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -4,6 +4,8 @@ import inspect
 import re
 from pathlib import Path
 
+from shared_support import build_context
+
 from sedkit import hookspecs
 from sedkit.plugins import Plugins
 from sedkit.reference import recipe_reference
@@ -75,16 +77,7 @@ def test_readme_plugin_example_works():
             fn.__module__ = "my_sed_models"
     plugins = Plugins.load(builtins_only=True, extra=[("my_sed_models", module)])
     cls = plugins.component("model", "tiny")
-    ctx = ModelContext(
-        task="sed",
-        recipe_path=None,
-        sample_rate=16000,
-        seed=0,
-        log=None,
-        n_classes=3,
-        n_mels=8,
-        n_frames=20,
-    )
+    ctx = build_context(ModelContext, n_classes=3, n_mels=8, n_frames=20)
     model = cls(cls.Params(), ctx)
     batch = Batch(
         filenames=["a", "b"],

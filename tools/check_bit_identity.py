@@ -27,6 +27,8 @@ from typing import Any
 
 import torch
 
+from sedkit_plugins.reporting.rundata import section_names
+
 ROOT = Path(__file__).resolve().parent.parent
 RECIPES = ROOT / "recipes"
 
@@ -154,8 +156,21 @@ def run_case(name: str, data: Path, work: Path) -> dict[str, Any]:
     return {"tensors": tensors(state), "metrics": metrics}
 
 
+def today_names(record: dict[str, float]) -> dict[str, float]:
+    """A saved record (flattened: ``pl_confusion.0.1``) with today's metric names, so a file
+    saved before metrics were named by recipe section compares with a run of today."""
+    tops = list(dict.fromkeys(key.split(".", 1)[0] for key in record))
+    renamed = dict(zip(tops, section_names(dict.fromkeys(tops)), strict=True))
+    out = {}
+    for key, value in record.items():
+        top, dot, rest = key.partition(".")
+        out[renamed[top] + dot + rest] = value
+    return out
+
+
 def differences(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
-    """One line per tensor or metric that is not identical (names missing on one side too)."""
+    """One line per tensor or metric that is not identical (names missing on one side too;
+    the saved metrics under today's names, :func:`today_names`)."""
     out = []
     for key in sorted(before["tensors"].keys() | after["tensors"].keys()):
         a, b = before["tensors"].get(key), after["tensors"].get(key)
@@ -166,6 +181,7 @@ def differences(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
     if len(before["metrics"]) != len(after["metrics"]):
         out.append(f"metrics: {len(before['metrics'])} records before, {len(after['metrics'])}")
     for epoch, (a, b) in enumerate(zip(before["metrics"], after["metrics"], strict=False), 1):
+        a = today_names(a)
         for key in sorted(a.keys() | b.keys()):
             x, y = a.get(key), b.get(key)
             if x is None or y is None or not (x == y or (math.isnan(x) and math.isnan(y))):

@@ -12,9 +12,11 @@ share the Table II runs). Runs go one after another with ``--threads`` CPU threa
 interrupted run resumes from its last checkpoint.
 
 Table I per run: quantity = share of the unlabeled clips kept, over all epochs (every epoch sees
-the same number of unlabeled clips, so this is the mean of the per-epoch ``pl_quantity``);
-quality = accuracy of all pseudo-labels kept during the run (the per-epoch ``pl_quality``
-weighted by ``pl_quantity``); also both at the last epoch. Cells are means over seeds.
+the same number of unlabeled clips, so this is the mean of the per-epoch
+``pseudo_labeler/quantity``); quality = accuracy of all pseudo-labels kept during the run (the
+per-epoch ``pseudo_labeler/quality`` weighted by the quantity); also both at the last epoch.
+Cells are means over seeds. Runs written before metrics were named by recipe section
+(``pl_quantity``) read the same (``read_epochs`` renames their metrics).
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ from sedkit_plugins.reporting.rundata import as_number, read_epochs, read_run
 ROOT = Path(__file__).resolve().parent.parent
 RECIPES = ROOT / "recipes" / "fmuc"
 DATASETS = ["scenes", "instruments"]
+#: The per-epoch pseudo-label metrics of FixMatch and FMUC (named by the recipe section).
+QUANTITY, QUALITY = "pseudo_labeler/quantity", "pseudo_labeler/quality"
 #: Table II columns: recipe stem -> column name.
 METHODS = {"fixmatch": "FM", "fmuc": "FMUC", "supervised": "Fully supervised"}
 #: The paper's dataset each embedded benchmark stands in for.
@@ -140,17 +144,17 @@ def summarize_pseudo_labels(
 ) -> PseudoLabelSummary:
     """Quality and quantity of a run from its per-epoch records (``metrics.jsonl``).
 
-    quantity: mean of ``pl_quantity`` over the epochs; quality: mean of ``pl_quality``
-    weighted by ``pl_quantity`` (the accuracy of every pseudo-label kept in the run, as each
-    epoch sees the same number of unlabeled clips; NaN when none was kept); ``last_*``: the
-    last epoch's values; ``kept``: the number of pseudo-labels kept, given the unlabeled clips
-    of an epoch.
+    quantity: mean of ``pseudo_labeler/quantity`` over the epochs; quality: mean of
+    ``pseudo_labeler/quality`` weighted by the quantity (the accuracy of every pseudo-label kept
+    in the run, as each epoch sees the same number of unlabeled clips; NaN when none was kept);
+    ``last_*``: the last epoch's values; ``kept``: the number of pseudo-labels kept, given the
+    unlabeled clips of an epoch.
     """
-    records = [r for r in epochs if "pl_quantity" in r]
+    records = [r for r in epochs if QUANTITY in r]
     if not records:
         return PseudoLabelSummary(math.nan, math.nan, math.nan, math.nan, 0)
-    quantities = [_number(r["pl_quantity"]) for r in records]
-    qualities = [_number(r.get("pl_quality")) for r in records]
+    quantities = [_number(r[QUANTITY]) for r in records]
+    qualities = [_number(r.get(QUALITY)) for r in records]
     weighted = [(q, n) for q, n in zip(qualities, quantities, strict=True) if n > 0]
     kept = sum(n for _, n in weighted)
     quality = sum(q * n for q, n in weighted) / kept if kept > 0 else math.nan
@@ -288,6 +292,18 @@ def collect(run_root: Path, datasets: Sequence[str], seeds: Sequence[int]) -> Re
     return results
 
 
+def add_run_arguments(parser: argparse.ArgumentParser, root: str) -> None:
+    """The options of how to run and tabulate, shared with ``reproduce_fmuc_sampled``: jobs
+    side by side, threads per run, the runs' folder (default ``root``), the markdown file,
+    tables only, and recipe overrides for every run."""
+    parser.add_argument("--jobs", type=int, default=1, help="runs side by side")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads per run")
+    parser.add_argument("--root", default=root)
+    parser.add_argument("--write", help="markdown file for the tables")
+    parser.add_argument("--tables-only", action="store_true", help="run nothing; tabulate")
+    parser.add_argument("overrides", nargs="*", help="recipe overrides for every run")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="Table II")
@@ -296,12 +312,7 @@ def main() -> None:
     parser.add_argument(
         "--table1-datasets", nargs="+", choices=DATASETS, help="Table I (default: --datasets)"
     )
-    parser.add_argument("--jobs", type=int, default=1, help="runs side by side")
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads per run")
-    parser.add_argument("--root", default="runs/fmuc")
-    parser.add_argument("--write", help="markdown file for the tables")
-    parser.add_argument("--tables-only", action="store_true", help="run nothing; tabulate")
-    parser.add_argument("overrides", nargs="*", help="recipe overrides for every run")
+    add_run_arguments(parser, "runs/fmuc")
     args = parser.parse_args()
     run_root = Path(args.root)
     if not args.tables_only:

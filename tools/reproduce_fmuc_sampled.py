@@ -65,12 +65,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--data-seed", type=int, default=0, help="seed of the benchmark build")
     parser.add_argument("--fetch", action="store_true", help="download the Debian packages")
     parser.add_argument("--epochs", type=int, help="training budget (default: the recipes')")
-    parser.add_argument("--jobs", type=int, default=1, help="runs side by side")
-    parser.add_argument("--threads", type=int, default=1, help="CPU threads per run")
-    parser.add_argument("--root", default="runs/fmuc_sampled")
-    parser.add_argument("--write", help="markdown file for the tables")
-    parser.add_argument("--tables-only", action="store_true", help="run nothing; tabulate")
-    parser.add_argument("overrides", nargs="*", help="recipe overrides for every run")
+    fmuc.add_run_arguments(parser, "runs/fmuc_sampled")
     args = parser.parse_args(argv)
     run_root, data = Path(args.root), Path(args.data).resolve()
     if not args.tables_only:

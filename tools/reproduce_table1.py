@@ -39,12 +39,12 @@ PAPER = {
 }
 #: Diagnostics read from metrics.jsonl: (column, metric, which epochs).
 DIAGNOSTICS = (
-    ("PL clip precision", "tri_clip_precision", "first"),
-    ("PL clip recall", "tri_clip_recall", "first"),
-    ("PL frame precision", "tri_frame_precision", "first"),
-    ("PL frame recall", "tri_frame_recall", "first"),
-    ("Omega (end of stage 1)", "tri_omega", "last"),
-    ("D balanced accuracy (last 5)", "domain_balanced_accuracy", "last5"),
+    ("PL clip precision", "pseudo_labeler/clip_precision", "first"),
+    ("PL clip recall", "pseudo_labeler/clip_recall", "first"),
+    ("PL frame precision", "pseudo_labeler/frame_precision", "first"),
+    ("PL frame recall", "pseudo_labeler/frame_recall", "first"),
+    ("Omega (end of stage 1)", "pseudo_labeler/omega", "last"),
+    ("D balanced accuracy (last 5)", "domain_adapter/balanced_accuracy", "last5"),
     # Ft's validation F1 when stage 1 ends (tri.yaml: epoch 20 of 40), in every row: does
     # training the labelers beside Ft slow Ft down in stage 1?
     ("val event F1 at epoch 20", "event_f1_macro", "epoch20"),

@@ -13,6 +13,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from sedkit_plugins.reporting.rundata import section_names
+
 
 def completed(run_dir: Path) -> bool:
     """Whether ``run_dir`` holds a run that finished."""
@@ -115,9 +117,10 @@ def mean_std(values: Sequence[float]) -> str:
 
 
 def epoch_records(run_dir: Path) -> list[dict]:
-    """The run's ``metrics.jsonl``, one dict per epoch."""
+    """The run's ``metrics.jsonl``, one dict per epoch, with today's metric names (runs written
+    before metrics were named by recipe section read the same)."""
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
-    return [json.loads(line) for line in lines if line.strip()]
+    return [section_names(json.loads(line)) for line in lines if line.strip()]
 
 
 def last_quarter_gain(

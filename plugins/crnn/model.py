@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from sedkit import hookimpl
+from sedkit.activations import activation_layer
 from sedkit.components import Batch, Model, ModelContext, ModelOutput
 from sedkit.errors import UserError
 from sedkit.losses import masked_bce_with_logits, pool_clip_logits, zero_loss
@@ -91,12 +92,7 @@ class GLU(nn.Module):
 def _activation(name: str, channels: int) -> nn.Module:
     if name == "glu":
         return GLU(channels)
-    return {
-        "relu": nn.ReLU,
-        "leaky_relu": lambda: nn.LeakyReLU(0.2),
-        "elu": nn.ELU,
-        "selu": nn.SELU,
-    }[name]()
+    return activation_layer(name)
 
 
 class CRNN(Model):

@@ -20,16 +20,14 @@ Input ``[B, M, T]`` log-mel patches; output :class:`ModelOutput` with ``clip_log
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sedkit import hookimpl
+from sedkit.activations import Activation, activation_layer
 from sedkit.components import Batch, Model, ModelContext, ModelOutput
-
-Activation = Literal["relu", "leaky_relu", "elu", "selu"]
 
 
 @dataclass
@@ -60,20 +58,11 @@ class CNN420Params:
                 raise ValueError(f"{name}: must be in [0, 1), got {getattr(self, name)}")
 
 
-def _activation(name: str) -> nn.Module:
-    return {
-        "relu": nn.ReLU,
-        "leaky_relu": lambda: nn.LeakyReLU(0.2),
-        "elu": nn.ELU,
-        "selu": nn.SELU,
-    }[name]()
-
-
 class PreActivation(nn.Sequential):
     """activation -> BatchNorm (optional) -> Dropout (optional): what precedes each weight layer."""
 
     def __init__(self, channels: int, activation: str, batch_norm: bool, dropout: float):
-        layers: list[nn.Module] = [_activation(activation)]
+        layers: list[nn.Module] = [activation_layer(activation)]
         if batch_norm:
             layers.append(nn.BatchNorm2d(channels))
         if dropout > 0:

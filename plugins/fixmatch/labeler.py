@@ -63,11 +63,12 @@ without clip labels (``weak_mask`` false); ``frame_level: true`` adds the same o
 for those without strong labels (needs views without time translation, so frames stay aligned).
 
 Quality and quantity (paper Sec. IV, Fig. 2, Table I) are gathered every step from the weak
-view and returned by :meth:`FixMatch.epoch_metrics`: ``pl_quantity`` (share of unlabeled
-examples kept; multi-label: of their (clip, class) entries), ``pl_quality`` (accuracy of the
-kept pseudo-labels against the hidden true labels ``batch.hidden['label']``; multi-label
-``batch.hidden['weak']``), ``pl_unlabeled_accuracy`` (argmax of the weak view over all
-unlabeled examples) and ``pl_confusion`` (counts, rows true class, columns pseudo-label, kept
+view and returned by :meth:`FixMatch.epoch_metrics` (logged under the recipe section,
+``pseudo_labeler/quantity`` and so on; runs written before used a ``pl_`` prefix): ``quantity``
+(share of unlabeled examples kept; multi-label: of their (clip, class) entries), ``quality``
+(accuracy of the kept pseudo-labels against the hidden true labels ``batch.hidden['label']``;
+multi-label ``batch.hidden['weak']``), ``unlabeled_accuracy`` (argmax of the weak view over all
+unlabeled examples) and ``confusion`` (counts, rows true class, columns pseudo-label, kept
 examples; paper Fig. 3). :func:`plot_quality_quantity` and :func:`plot_confusion` draw them.
 """
 
@@ -402,6 +403,12 @@ class FixMatch(PseudoLabeler):
             return self._multi_label_loss(samples, strong_out, sub_batch)
         return self._single_label_loss(samples[0], strong_out, sub_batch)
 
+    def _selection(self) -> dict[str, Any]:
+        """The selection settings single- and multi-label pseudo-labels share."""
+        p = self.params
+        names = ("selection", "threshold", "mean_threshold", "std_threshold")
+        return {name: getattr(p, name) for name in names}
+
     def _single_label_loss(
         self, logits: Tensor, strong: ModelOutput, batch: Batch
     ) -> dict[str, Tensor]:
@@ -410,14 +417,7 @@ class FixMatch(PseudoLabeler):
             mean, std = mean_and_std(
                 tempered_softmax(logits, p.temperature), unbiased=p.std_estimator == "unbiased"
             )
-            labels, kept = select_single_label(
-                mean,
-                std,
-                selection=p.selection,
-                threshold=p.threshold,
-                mean_threshold=p.mean_threshold,
-                std_threshold=p.std_threshold,
-            )
+            labels, kept = select_single_label(mean, std, **self._selection())
             self._count_single_label(mean, std, labels, kept, batch)
         assert strong.clip_logits is not None
         loss = masked_mean_cross_entropy(strong.clip_logits, labels, kept)
@@ -446,12 +446,9 @@ class FixMatch(PseudoLabeler):
                 targets, kept = select_multi_label(
                     mean,
                     std,
-                    selection=p.selection,
-                    threshold=p.threshold,
                     negative_threshold=p.negative_threshold,
-                    mean_threshold=p.mean_threshold,
-                    std_threshold=p.std_threshold,
                     mask_level=p.mask_level,
+                    **self._selection(),
                 )
                 self._count_multi_label(level, targets, kept, open_rows, batch)
             loss = masked_mean_bce(student_logits, targets, kept, open_rows)
@@ -521,10 +518,10 @@ class FixMatch(PseudoLabeler):
     def epoch_metrics(self) -> dict[str, Any]:
         """Pseudo-label quality and quantity of the epoch (see the module docstring); then reset.
 
-        Single-label: ``pl_quantity``, ``pl_quality``, ``pl_unlabeled_accuracy``,
-        ``pl_kept_std`` (mean sigma_c of the kept labels, MC dropout) and ``pl_confusion``
-        (nested list of counts). Multi-label: the same per level with ``pl_``/``pl_frame_``
-        prefixes, over (clip, class) / (frame, class) entries.
+        Single-label: ``quantity``, ``quality``, ``unlabeled_accuracy``, ``kept_std`` (mean
+        sigma_c of the kept labels, MC dropout) and ``confusion`` (nested list of counts).
+        Multi-label: the same per level, the frame level's prefixed ``frame_``, over
+        (clip, class) / (frame, class) entries.
         """
         s = {k: float(v) for k, v in self._stats.items()}
         metrics: dict[str, Any] = {}
@@ -534,25 +531,25 @@ class FixMatch(PseudoLabeler):
                 metrics[key] = s.get(num, 0.0) / s[den]
 
         if self.multilabel:
-            for level, prefix in (("clip", "pl_"), ("frame", "pl_frame_")):
+            for level, prefix in (("clip", ""), ("frame", "frame_")):
                 ratio(f"{prefix}quantity", f"{level}_kept", f"{level}_entries")
                 ratio(f"{prefix}quality", f"{level}_kept_correct", f"{level}_kept_known")
                 ratio(f"{prefix}unlabeled_accuracy", f"{level}_correct_all", f"{level}_known")
         else:
-            ratio("pl_quantity", "kept", "examples")
-            ratio("pl_quality", "kept_correct", "kept_known")
-            ratio("pl_unlabeled_accuracy", "correct_all", "known")
+            ratio("quantity", "kept", "examples")
+            ratio("quality", "kept_correct", "kept_known")
+            ratio("unlabeled_accuracy", "correct_all", "known")
             if self.params.mc_passes > 1:
-                ratio("pl_kept_std", "kept_std", "kept")
+                ratio("kept_std", "kept_std", "kept")
             if self._confusion is not None:
                 n = math.isqrt(self._confusion.numel())
-                metrics["pl_confusion"] = self._confusion.view(n, n).cpu().tolist()
+                metrics["confusion"] = self._confusion.view(n, n).cpu().tolist()
         log = self.context.log
-        if log is not None and "pl_quantity" in metrics:
+        if log is not None and "quantity" in metrics:
             log.info(
                 "pseudo-labels: quantity %.3f, quality %s",
-                metrics["pl_quantity"],
-                f"{metrics['pl_quality']:.3f}" if "pl_quality" in metrics else "n/a",
+                metrics["quantity"],
+                f"{metrics['quality']:.3f}" if "quality" in metrics else "n/a",
             )
         self._reset_stats()
         return metrics
@@ -594,18 +591,22 @@ def _rows(batch: Batch, rows: list[int], index: Tensor) -> Batch:
 # Figures (paper Fig. 2 and Fig. 3)
 # --------------------------------------------------------------------------------------------
 def read_pseudo_label_curves(metrics_jsonl_path: str | Path) -> dict[str, list[float]]:
-    """Epochs and per-epoch ``pl_quality``/``pl_quantity`` from a run's ``metrics.jsonl``
-    (NaN where an epoch lacks a value)."""
-    curves: dict[str, list[float]] = {"epoch": [], "pl_quality": [], "pl_quantity": []}
+    """Epochs and per-epoch ``quality``/``quantity`` from a run's ``metrics.jsonl`` (logged as
+    ``pseudo_labeler/quality``, or ``pl_quality`` by runs written before; NaN where an epoch
+    lacks a value)."""
+    curves: dict[str, list[float]] = {"epoch": [], "quality": [], "quantity": []}
     for line in Path(metrics_jsonl_path).read_text().splitlines():
         if not line.strip():
             continue
         record = json.loads(line)
-        if "pl_quality" not in record and "pl_quantity" not in record:
+        values = {
+            key: record.get(f"pseudo_labeler/{key}", record.get(f"pl_{key}"))
+            for key in ("quality", "quantity")
+        }
+        if all(value is None for value in values.values()):
             continue
         curves["epoch"].append(float(record.get("epoch", len(curves["epoch"]) + 1)))
-        for key in ("pl_quality", "pl_quantity"):
-            value = record.get(key)
+        for key, value in values.items():
             curves[key].append(float(value) if isinstance(value, int | float) else math.nan)
     return curves
 
@@ -629,7 +630,7 @@ def plot_quality_quantity(
     panels = fig.subplots(1, 2)
     for label, path in runs.items():
         curves = read_pseudo_label_curves(path)
-        for axes, key in zip(panels, ("pl_quality", "pl_quantity"), strict=True):
+        for axes, key in zip(panels, ("quality", "quantity"), strict=True):
             axes.plot(curves["epoch"], [100 * v for v in curves[key]], label=str(label))
     for axes, title in zip(panels, ("(a) quality", "(b) quantity"), strict=True):
         axes.set_title(f"Pseudo-label {title}")
@@ -653,35 +654,11 @@ def plot_confusion(
 ) -> Path:
     """Pseudo-label confusion matrix (rows: true class, columns: pseudo-label) as a PNG, each
     row in % of its kept pseudo-labels when ``normalize`` (as the paper's Fig. 3)."""
-    from matplotlib.figure import Figure
+    from sedkit.scoring.plots import plot_confusion_matrix
 
-    values = np.asarray(matrix, dtype=float)
-    n = len(classes)
-    if values.shape != (n, n):
-        raise ValueError(f"confusion matrix {values.shape} does not match {n} classes")
-    if normalize:
-        totals = values.sum(axis=1, keepdims=True)
-        values = np.divide(100 * values, totals, out=np.zeros_like(values), where=totals > 0)
-    size = max(4.0, 0.6 * n + 2)
-    fig = Figure(figsize=(size, size))
-    axes = fig.add_subplot()
-    image = axes.imshow(values, cmap="Blues", vmin=0)
-    fig.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
-    axes.set_xticks(range(n), labels=list(classes), rotation=45, ha="right")
-    axes.set_yticks(range(n), labels=list(classes))
-    axes.set_xlabel("pseudo-label")
-    axes.set_ylabel("true class")
-    half = values.max() / 2 if values.size else 0.0
-    for i in range(n):
-        for j in range(n):
-            text = f"{values[i, j]:.1f}" if normalize else f"{int(values[i, j])}"
-            color = "white" if values[i, j] > half else "black"
-            axes.text(j, i, text, ha="center", va="center", color=color, fontsize=7)
-    fig.tight_layout()
-    out = Path(out_png)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    return out
+    return plot_confusion_matrix(
+        matrix, classes, out_png, xlabel="pseudo-label", ylabel="true class", row_percent=normalize
+    )
 
 
 @hookimpl
@@ -696,14 +673,17 @@ def sedkit_report_figures(
 ) -> list[tuple[Path, str]]:
     """A FixMatch/FMUC run's report figures: pseudo-label quality and quantity per epoch (the
     paper's Fig. 2) and, with the validation's classes, the last epoch's pseudo-label confusion
-    (Fig. 3). Nothing for runs without ``pl_*`` metrics."""
+    (Fig. 3). Nothing for runs without these metrics."""
     figures: list[tuple[Path, str]] = []
-    if {"pl_quality", "pl_quantity"} & {key for record in epochs for key in record}:
+    quality, quantity, confusion_key = (
+        f"pseudo_labeler/{key}" for key in ("quality", "quantity", "confusion")
+    )
+    if {quality, quantity} & {key for record in epochs for key in record}:
         path = plot_quality_quantity(run_dir / "metrics.jsonl", out_dir / "pseudo_labels.png")
         figures.append((path, "pseudo-label quality and quantity"))
     classes = list((validation.get("classwise_accuracy") or {}).keys())
     confusion = next(
-        (r["pl_confusion"] for r in reversed(epochs) if isinstance(r.get("pl_confusion"), list)),
+        (r[confusion_key] for r in reversed(epochs) if isinstance(r.get(confusion_key), list)),
         None,
     )
     if classes and confusion is not None and len(confusion) == len(classes):

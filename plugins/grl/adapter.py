@@ -192,13 +192,13 @@ class GRLAdapter(DomainAdapter):
     def epoch_metrics(self) -> dict[str, float]:
         """Mean domain loss, D's accuracy (per clip or per frame), its balanced accuracy (mean of
         the per-domain accuracies: 0.5 at chance whatever the batch's domain shares) and the last
-        alpha."""
+        alpha (logged as ``domain_adapter/accuracy`` and so on)."""
         if self._batches == 0:
             return {}
         metrics = {
-            "adv_domain_loss": float(self._loss_sum) / self._batches,
-            "domain_accuracy": float(self._correct) / max(self._count, 1.0),
-            "adv_alpha": float(self._alpha),
+            "domain_loss": float(self._loss_sum) / self._batches,
+            "accuracy": float(self._correct) / max(self._count, 1.0),
+            "alpha": float(self._alpha),
         }
         shares = [
             float(correct) / float(count)
@@ -209,7 +209,7 @@ class GRLAdapter(DomainAdapter):
             if float(count) > 0
         ]
         if len(shares) == 2:
-            metrics["domain_balanced_accuracy"] = sum(shares) / 2
+            metrics["balanced_accuracy"] = sum(shares) / 2
         self._reset_stats()
         return metrics
 

@@ -144,8 +144,8 @@ class MeanTeacher(PseudoLabeler):
         if not self._batches:
             return {}
         metrics = {
-            "mt_consistency": float(self._consistency_sum) / self._batches,
-            "mt_consistency_weight": self._weight,
+            "consistency": float(self._consistency_sum) / self._batches,
+            "consistency_weight": self._weight,
         }
         self._reset_stats()
         return metrics

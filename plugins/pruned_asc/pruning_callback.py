@@ -5,9 +5,10 @@ At the start of each scheduled epoch (t0, t0 + dt, ..., t0 + n dt) the masks are
 from the target sparsity and applied, so that epoch and the following ones train under them;
 after every optimizer step the masks are applied again (Adam would otherwise move pruned
 weights away from zero); at the end of training the zeros are made permanent. Every epoch's
-metrics gain ``pruning_target_sparsity`` (the schedule's s in effect), ``sparsity`` (measured
-zeros among the prunable weights), ``nonzero_params`` and ``size_kb`` (non-zero values x 4
-bytes / 1024).
+metrics gain, under the recipe section (``callbacks/sparsity``...; runs written before had no
+prefix, and ``pruning_target_sparsity``), ``target_sparsity`` (the schedule's s in effect),
+``sparsity`` (measured zeros among the prunable weights), ``nonzero_params`` and ``size_kb``
+(non-zero values x 4 bytes / 1024).
 
 Epochs count from 1 as in the trainer: epoch t0 = 100 is the 100th epoch. (TensorFlow Model
 Optimization, used by the paper's authors, counts from 0 and so pruned one epoch later: an
@@ -33,6 +34,7 @@ import torch
 
 from sedkit import hookimpl
 from sedkit.components import BuildContext, Callback
+from sedkit.formatting import section_metrics
 from sedkit_plugins.pruned_asc.pruning import (
     PolynomialDecaySchedule,
     apply_masks,
@@ -98,10 +100,13 @@ class Pruning(Callback):
 
     def on_epoch_end(self, trainer: Any, epoch: int, metrics: dict[str, float]) -> None:
         nonzero = count_nonzero_parameters(trainer.model)
-        metrics["pruning_target_sparsity"] = self.target_sparsity
-        metrics["sparsity"] = weight_sparsity(trainer.model)
-        metrics["nonzero_params"] = nonzero
-        metrics["size_kb"] = size_kb(nonzero)
+        own = {
+            "target_sparsity": self.target_sparsity,
+            "sparsity": weight_sparsity(trainer.model),
+            "nonzero_params": nonzero,
+            "size_kb": size_kb(nonzero),
+        }
+        metrics.update(section_metrics("callbacks", own))
         if self.params.select_best_after_pruning and epoch in self.update_epochs[-1:]:
             # The trainer compares this epoch's metrics with the best after the callbacks
             # ran: forgetting the best makes this (pruned) epoch the new reference.

@@ -21,17 +21,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sedkit import hookimpl
+from sedkit.activations import Activation
+from sedkit.activations import activation_layer as engine_activation_layer
 from sedkit.components import Batch, Model, ModelContext, ModelOutput
 from sedkit.errors import UserError
-
-Activation = Literal["relu", "leaky_relu", "elu", "selu"]
 
 #: Keras BatchNormalization defaults: epsilon 1e-3, moving-average momentum 0.99 (PyTorch's
 #: momentum is the weight of the new batch: 1 - 0.99 = 0.01).
@@ -44,15 +43,7 @@ KERAS_BATCH_NORM_MOMENTUM = 0.01
 # --------------------------------------------------------------------------------------------
 def activation_layer(name: str) -> nn.Module:
     """The activation called ``name`` (``leaky_relu`` with Keras' default slope 0.3)."""
-    layers = {
-        "relu": nn.ReLU,
-        "leaky_relu": lambda: nn.LeakyReLU(0.3),
-        "elu": nn.ELU,
-        "selu": nn.SELU,
-    }
-    if name not in layers:
-        raise ValueError(f"unknown activation {name!r}; choose one of {sorted(layers)}")
-    return layers[name]()
+    return engine_activation_layer(name, leaky_slope=0.3)
 
 
 def keras_init_(model: nn.Module) -> None:

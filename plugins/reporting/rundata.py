@@ -40,10 +40,48 @@ CURVE_GROUPS = [
     "validation details",
     "pseudo-labels",
     "domain adaptation",
-    "pruning",
+    "callbacks",
     "other",
 ]
 _NOT_CURVES = {"epoch", "best_epoch", "train_clips_per_s"}
+#: Components log their own metrics under their recipe section (``pseudo_labeler/quality``,
+#: see ``sedkit.formatting.section_metrics``); the curve panel of each section.
+SECTION_GROUPS = {
+    "pseudo_labeler": "pseudo-labels",
+    "domain_adapter": "domain adaptation",
+    "callbacks": "callbacks",
+}
+#: Runs written before metrics were named by section: a prefix of the old names and the section
+#: it stands for (the prefix is dropped: ``pl_quality`` is ``pseudo_labeler/quality``), and
+#: the old names without a prefix.
+LEGACY_PREFIXES = {
+    "pl_": "pseudo_labeler",
+    "tri_": "pseudo_labeler",
+    "mt_": "pseudo_labeler",
+    "adv_": "domain_adapter",
+    "domain_": "domain_adapter",
+}
+LEGACY_NAMES = {
+    "pruning_target_sparsity": "callbacks/target_sparsity",
+    "sparsity": "callbacks/sparsity",
+    "nonzero_params": "callbacks/nonzero_params",
+    "size_kb": "callbacks/size_kb",
+}
+
+
+def section_names(record: dict[str, Any]) -> dict[str, Any]:
+    """One per-epoch record with the names of today: a record of a run written before metrics
+    were named by recipe section (no ``/`` in any name) has its old names renamed; a newer one
+    is returned as it is."""
+    if any("/" in key for key in record):
+        return record
+    renamed = {}
+    for key, value in record.items():
+        prefix = next((p for p in LEGACY_PREFIXES if key.startswith(p)), None)
+        if prefix is not None:
+            key = f"{LEGACY_PREFIXES[prefix]}/{key[len(prefix) :]}"
+        renamed[LEGACY_NAMES.get(key, key)] = value
+    return renamed
 
 
 def curve_group(key: str) -> str | None:
@@ -58,13 +96,8 @@ def curve_group(key: str) -> str | None:
         return "validation"
     if key.startswith(("event_", "segment_", "intersection_")):
         return "validation details"  # precision, recall, error rate
-    if key.startswith(("pl_", "tri_", "mt_")):
-        return "pseudo-labels"
-    if key.startswith(("adv_", "domain_")):
-        return "domain adaptation"
-    if key in {"sparsity", "pruning_target_sparsity"}:
-        return "pruning"
-    return "other"
+    section = key.split("/", 1)[0] if "/" in key else None
+    return SECTION_GROUPS.get(section, "other")
 
 
 def _read_json(path: Path) -> Any:
@@ -78,7 +111,7 @@ def _read_json(path: Path) -> Any:
 
 def read_epochs(run_dir: Path) -> list[dict[str, Any]]:
     """The per-epoch records of ``metrics.jsonl`` (a torn last line, from a killed run, is
-    skipped)."""
+    skipped), with today's metric names (:func:`section_names`)."""
     path = Path(run_dir) / "metrics.jsonl"
     if not path.is_file():
         return []
@@ -87,7 +120,7 @@ def read_epochs(run_dir: Path) -> list[dict[str, Any]]:
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
+            records.append(section_names(json.loads(line)))
         except ValueError:
             continue
     return records
@@ -158,7 +191,7 @@ class RunRecord:
     def metric(self, key: str) -> float | None:
         """A metric by name: from the final validation scores, then the top level of
         ``metrics.json`` (``train_time_s``, ``best_epoch``), then the last epoch's record
-        (``sparsity``, ``domain_accuracy``). Dotted names reach into nested scores
+        (``callbacks/sparsity``, ``domain_adapter/accuracy``). Dotted names reach into nested scores
         (``classwise.Speech.event_f1``)."""
         for source in (self.validation, self.metrics, self.epochs[-1] if self.epochs else {}):
             value: Any = source

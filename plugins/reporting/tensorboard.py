@@ -25,9 +25,10 @@ TAG_PREFIX = {
     "learning rate": "",
     "validation": "validation",
     "validation details": "validation_details",
-    "pseudo-labels": "pseudo_labels",
-    "domain adaptation": "domain",
-    "pruning": "pruning",
+    # Section metrics are tagged by their own name (``pseudo_labeler/quality``).
+    "pseudo-labels": "",
+    "domain adaptation": "",
+    "callbacks": "",
     "other": "other",
 }
 

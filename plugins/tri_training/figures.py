@@ -7,10 +7,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-#: Panel title -> the per-epoch metrics drawn in it (both levels).
+#: Panel title -> the per-epoch metrics drawn in it (both levels), named by the recipe section.
 TRI_CURVES = {
-    "quality (precision)": ("tri_clip_precision", "tri_frame_precision"),
-    "quantity (kept)": ("tri_clip_kept", "tri_frame_kept"),
+    "quality (precision)": ("pseudo_labeler/clip_precision", "pseudo_labeler/frame_precision"),
+    "quantity (kept)": ("pseudo_labeler/clip_kept", "pseudo_labeler/frame_kept"),
 }
 
 
@@ -42,7 +42,7 @@ def plot_pseudo_labels(epochs: Sequence[Mapping[str, Any]], out_png: Path) -> Pa
     ):
         for key in names:
             xs, ys = _points(epochs, key)
-            axes.plot(xs, [100 * y for y in ys], marker="o", markersize=3, label=key)
+            axes.plot(xs, [100 * y for y in ys], marker="o", markersize=3, label=key.split("/")[-1])
         axes.set_title(f"pseudo-label {title}")
         axes.set_xlabel("epoch")
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))

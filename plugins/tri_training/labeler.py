@@ -339,9 +339,9 @@ class TriTraining(PseudoLabeler):
         if self.context.log is not None:
             self.context.log.info(
                 "tri-training: pseudo-labeled %d clips at epoch %d (%s)",
-                int(stats.get("tri_pseudo_clips", 0)),
+                int(stats.get("pseudo_clips", 0)),
                 epoch,
-                ", ".join(f"{k}={v:.3f}" for k, v in stats.items() if k != "tri_pseudo_clips"),
+                ", ".join(f"{k}={v:.3f}" for k, v in stats.items() if k != "pseudo_clips"),
             )
         return stats
 
@@ -409,35 +409,34 @@ class TriTraining(PseudoLabeler):
                     if hidden_mask is not None
                     else ~example_mask(None, size)
                 )
-                if "weak" in batch.hidden:
-                    rows = known & clip_used
-                    truth = batch.hidden["weak"].detach().cpu()[rows] > 0.5
-                    predicted = (clip_kept & (clip_y == 1))[rows]
-                    add("clip_tp", (predicted & truth).sum())
-                    add("clip_pp", predicted.sum())
-                    add("clip_true", truth.sum())
-                if "strong" in batch.hidden and batch.hidden["strong"].shape == frame_y.shape:
-                    rows = known & frame_used
-                    truth = batch.hidden["strong"].detach().cpu()[rows] > 0.5
-                    predicted = (frame_kept & (frame_y == 1))[rows]
-                    add("frame_tp", (predicted & truth).sum())
-                    add("frame_pp", predicted.sum())
-                    add("frame_true", truth.sum())
+                # Precision and recall against the hidden true labels, where the data has them.
+                for level, hidden, used, kept, y in (
+                    ("clip", batch.hidden.get("weak"), clip_used, clip_kept, clip_y),
+                    ("frame", batch.hidden.get("strong"), frame_used, frame_kept, frame_y),
+                ):
+                    if hidden is None or hidden.shape != y.shape:
+                        continue
+                    rows = known & used
+                    truth = hidden.detach().cpu()[rows] > 0.5
+                    predicted = (kept & (y == 1))[rows]
+                    add(f"{level}_tp", (predicted & truth).sum())
+                    add(f"{level}_pp", predicted.sum())
+                    add(f"{level}_true", truth.sum())
         finally:
             for labeler, mode in zip(self.labelers, was_training, strict=True):
                 labeler.train(mode)
 
         self._store(names, clips, frames)
-        stats: dict[str, float] = {"tri_pseudo_clips": float(len(self._index))}
+        stats: dict[str, float] = {"pseudo_clips": float(len(self._index))}
         for level in ("clip", "frame"):
             entries = counts.get(f"{level}_entries", 0.0)
             if entries > 0:
-                stats[f"tri_{level}_kept"] = counts[f"{level}_kept"] / entries
-                stats[f"tri_{level}_agreement"] = counts[f"{level}_agree"] / entries
+                stats[f"{level}_kept"] = counts[f"{level}_kept"] / entries
+                stats[f"{level}_agreement"] = counts[f"{level}_agree"] / entries
             if counts.get(f"{level}_pp", 0.0) > 0:
-                stats[f"tri_{level}_precision"] = counts[f"{level}_tp"] / counts[f"{level}_pp"]
+                stats[f"{level}_precision"] = counts[f"{level}_tp"] / counts[f"{level}_pp"]
             if counts.get(f"{level}_true", 0.0) > 0:
-                stats[f"tri_{level}_recall"] = counts[f"{level}_tp"] / counts[f"{level}_true"]
+                stats[f"{level}_recall"] = counts[f"{level}_tp"] / counts[f"{level}_true"]
         return stats
 
     def _store(self, names: list[str], clips: list[Tensor], frames: list[Tensor]) -> None:
@@ -473,13 +472,13 @@ class TriTraining(PseudoLabeler):
         carried a pseudo-label."""
         metrics: dict[str, float] = {}
         if self._stage1_batches:
-            metrics["tri_omega"] = float(self._omega_sum) / self._stage1_batches
+            metrics["omega"] = float(self._omega_sum) / self._stage1_batches
         if self._stage2_batches:
             for level in ("frame", "clip"):
                 total = float(getattr(self, f"_{level}_total"))
                 if total > 0:
                     kept = float(getattr(self, f"_{level}_kept"))
-                    metrics[f"tri_batch_{level}_kept"] = kept / total
+                    metrics[f"batch_{level}_kept"] = kept / total
         self._reset_stats()
         return metrics
 
@@ -509,7 +508,7 @@ def sedkit_register_pseudo_labelers(register) -> None:
 def sedkit_report_figures(
     run_dir: Path, epochs: list[dict[str, Any]], validation: dict[str, Any], out_dir: Path
 ) -> list[tuple[Path, str]]:
-    """A tri-training run's report figure (nothing for runs without ``tri_*`` metrics)."""
+    """A tri-training run's report figure (nothing for runs without its metrics)."""
     from sedkit_plugins.tri_training.figures import plot_pseudo_labels
 
     path = plot_pseudo_labels(epochs, out_dir / "pseudo_labels.png")

@@ -142,15 +142,23 @@ def _band_mask(b: int, n: int, count: int, max_width: int, gen: torch.Generator,
     return mask
 
 
+def _mask_spans(
+    features: Tensor, dim: int, count: int, max_width: int, generator: torch.Generator
+) -> Tensor:
+    """``count`` spans of up to ``max_width`` along ``dim`` (2: frames, 1: mel bands) of each
+    clip ``[B, M, T]``, filled with the clip's mean."""
+    if count <= 0 or max_width <= 0:
+        return features
+    n = features.shape[dim]
+    mask = _band_mask(features.shape[0], n, count, min(max_width, n), generator, features.device)
+    fill = features.mean(dim=(1, 2), keepdim=True)
+    return torch.where(mask.unsqueeze(3 - dim), fill, features)
+
+
 def time_mask(features: Tensor, count: int, max_frames: int, generator: torch.Generator) -> Tensor:
     """SpecAugment time masking: ``count`` spans of up to ``max_frames`` frames per clip,
     filled with the clip's mean (labels unchanged)."""
-    if count <= 0 or max_frames <= 0:
-        return features
-    b, _, t = features.shape
-    mask = _band_mask(b, t, count, min(max_frames, t), generator, features.device)
-    fill = features.mean(dim=(1, 2), keepdim=True)
-    return torch.where(mask.unsqueeze(1), fill, features)
+    return _mask_spans(features, 2, count, max_frames, generator)
 
 
 def frequency_mask(
@@ -158,12 +166,7 @@ def frequency_mask(
 ) -> Tensor:
     """SpecAugment frequency masking: ``count`` spans of up to ``max_bands`` mel bands per clip,
     filled with the clip's mean."""
-    if count <= 0 or max_bands <= 0:
-        return features
-    b, m, _ = features.shape
-    mask = _band_mask(b, m, count, min(max_bands, m), generator, features.device)
-    fill = features.mean(dim=(1, 2), keepdim=True)
-    return torch.where(mask.unsqueeze(2), fill, features)
+    return _mask_spans(features, 1, count, max_bands, generator)
 
 
 def gaussian_noise(features: Tensor, std: float, generator: torch.Generator) -> Tensor:

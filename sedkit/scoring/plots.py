@@ -83,31 +83,43 @@ def plot_score_psd_rocs(
 
 
 def plot_confusion_matrix(
-    confusion: Sequence[Sequence[int]], classes: Sequence[str], path: str | Path
+    confusion: Sequence[Sequence[float]] | np.ndarray,
+    classes: Sequence[str],
+    path: str | Path,
+    *,
+    xlabel: str = "predicted",
+    ylabel: str = "true",
+    row_percent: bool = False,
 ) -> Path:
-    """Save a confusion matrix (rows: true class, columns: predicted) as a PNG heat map."""
+    """Save a confusion matrix (rows: true class, columns: ``xlabel``) as a PNG heat map of
+    counts, or with ``row_percent`` of each row in % of its total (colours from 0)."""
     matrix = np.asarray(confusion, dtype=float)
     n = len(classes)
+    if matrix.shape != (n, n):
+        raise ValueError(f"confusion matrix {matrix.shape} does not match {n} classes")
+    if row_percent:
+        totals = matrix.sum(axis=1, keepdims=True)
+        matrix = np.divide(100 * matrix, totals, out=np.zeros_like(matrix), where=totals > 0)
     size = max(4.0, 0.6 * n + 2)
     fig = Figure(figsize=(size, size))
     axes = fig.add_subplot()
-    image = axes.imshow(matrix, cmap="Blues")
+    image = axes.imshow(matrix, cmap="Blues", vmin=0 if row_percent else None)
     fig.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
     axes.set_xticks(range(n), labels=list(classes), rotation=45, ha="right")
     axes.set_yticks(range(n), labels=list(classes))
-    axes.set_xlabel("predicted")
-    axes.set_ylabel("true")
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel(ylabel)
     threshold = matrix.max() / 2 if matrix.size else 0
     for i in range(n):
         for j in range(n):
             axes.text(
                 j,
                 i,
-                f"{int(matrix[i, j])}",
+                f"{matrix[i, j]:.1f}" if row_percent else f"{int(matrix[i, j])}",
                 ha="center",
                 va="center",
                 color="white" if matrix[i, j] > threshold else "black",
-                fontsize=8,
+                fontsize=7 if row_percent else 8,  # the decimals are wider
             )
     fig.tight_layout()
     path = Path(path)

@@ -173,15 +173,7 @@ def read_score_tables(files: Iterable[Path], *, ids: Sequence[str] | None = None
     joined = b"".join(bodies)
     del bodies  # (half the memory of the text; re-read only to name a file at fault)
     try:
-        table = pd.read_csv(
-            io.BytesIO(joined),
-            sep="\t",
-            header=None,
-            dtype=np.float64,
-            engine="c",
-            skip_blank_lines=False,
-            names=range(n_columns),
-        ).to_numpy(dtype=np.float64)
+        table = _parse_floats(joined, n_columns)
         if len(table) != starts[-1]:
             raise ValueError("row count")
     except (ValueError, pd.errors.ParserError):
@@ -199,17 +191,25 @@ def read_score_tables(files: Iterable[Path], *, ids: Sequence[str] | None = None
     return ScoreTables(list(ids), classes, scores, onsets, offsets, starts, paths)
 
 
+def _parse_floats(body: bytes, n_columns: int) -> np.ndarray:
+    """Tab-separated rows of ``n_columns`` numbers (no header) as float64 ``[rows, n_columns]``;
+    a missing or blank cell is NaN; raises ``ValueError`` or ``ParserError`` on text or extra
+    columns."""
+    return pd.read_csv(
+        io.BytesIO(body),
+        sep="\t",
+        header=None,
+        dtype=np.float64,
+        engine="c",
+        skip_blank_lines=False,
+        names=range(n_columns),
+    ).to_numpy(dtype=np.float64)
+
+
 def _first_bad_file(paths: list[Path], bodies: list[bytes], n_columns: int) -> int | None:
     for i, body in enumerate(bodies):
         try:
-            values = pd.read_csv(
-                io.BytesIO(body),
-                sep="\t",
-                header=None,
-                dtype=np.float64,
-                skip_blank_lines=False,
-                names=range(n_columns),
-            ).to_numpy()
+            values = _parse_floats(body, n_columns)
         except (ValueError, pd.errors.ParserError):
             return i
         if np.isnan(values).any():

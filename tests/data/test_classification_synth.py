@@ -4,7 +4,6 @@ dataset plugins."""
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import logging
@@ -13,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from shared_support import file_bytes, read_table
 
 from sedkit.cli import main
 from sedkit.components import BuildContext
@@ -20,17 +20,6 @@ from sedkit.data.features import FeatureExtractor, FeatureParams
 from sedkit.errors import UserError
 from sedkit_plugins.classification_data import data as plugin
 from sedkit_plugins.classification_data import synth as cs
-
-
-def _table(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle, delimiter="\t"))
-
-
-def _files(root: Path) -> dict[str, bytes]:
-    return {
-        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
-    }
 
 
 @pytest.fixture(scope="module")
@@ -69,13 +58,13 @@ def test_class_lists_agree_with_the_plugin() -> None:
 
 def test_scenes_layout_and_location_split(scenes: Path) -> None:
     cfg = cs.SCENES_PRESETS["tiny"]
-    train = _table(scenes / "evaluation_setup/train.tsv")
-    test = _table(scenes / "evaluation_setup/test.tsv")
+    train = read_table(scenes / "evaluation_setup/train.tsv")
+    test = read_table(scenes / "evaluation_setup/test.tsv")
     assert len(train) == 10 * cfg.train_locations * cfg.clips_per_train_location
     assert len(test) == 10 * cfg.test_locations * cfg.clips_per_test_location
     assert {r["label"] for r in train} == {r["label"] for r in test} == set(cs.SCENE_CLASSES)
     assert not {r["location"] for r in train} & {r["location"] for r in test}
-    meta = _table(scenes / "meta.tsv")
+    meta = read_table(scenes / "meta.tsv")
     assert {r["fold"] for r in meta} == {"train", "test"} and len(meta) == len(train) + len(test)
     info = sf.info(str(scenes / train[0]["filename"]))
     assert (info.samplerate, info.channels, info.subtype) == (16000, 1, "PCM_16")
@@ -91,8 +80,8 @@ def test_scenes_layout_and_location_split(scenes: Path) -> None:
 
 
 def test_instruments_layout_and_instrument_split(instruments: Path) -> None:
-    train = _table(instruments / "evaluation_setup/train.tsv")
-    test = _table(instruments / "evaluation_setup/test.tsv")
+    train = read_table(instruments / "evaluation_setup/train.tsv")
+    test = read_table(instruments / "evaluation_setup/test.tsv")
     assert {r["label"] for r in train} == set(cs.INSTRUMENT_FAMILIES)
     assert not {r["location"] for r in train} & {r["location"] for r in test}
     card = json.loads((instruments / "dataset_card.json").read_text())
@@ -125,12 +114,12 @@ def test_instrument_families_differ_in_timbre() -> None:
 def test_scenes3_tau_layout(tmp_path: Path) -> None:
     out = tmp_path / "scenes3"
     cs.build_scenes3(out, SMALL3, seed=2)
-    meta = _table(out / "meta.csv")
+    meta = read_table(out / "meta.csv")
     assert list(meta[0]) == ["filename", "scene_label", "identifier", "source_label"]
     assert {r["scene_label"] for r in meta} == set(cs.TAU_SCENE_TO_CLASS)
     assert meta[0]["filename"].startswith("audio/airport-barcelona-0-0-a")
-    train = _table(out / "evaluation_setup/fold1_train.csv")
-    evaluate = _table(out / "evaluation_setup/fold1_evaluate.csv")
+    train = read_table(out / "evaluation_setup/fold1_train.csv")
+    evaluate = read_table(out / "evaluation_setup/fold1_evaluate.csv")
     assert {r["scene_label"] for r in train} == set(cs.SCENES3_CLASSES)
     identifier = {r["filename"]: r["identifier"] for r in meta}
     assert not {identifier[r["filename"]] for r in train} & {
@@ -142,23 +131,23 @@ def test_scenes3_tau_layout(tmp_path: Path) -> None:
         fine = next(m["scene_label"] for m in meta if m["filename"] == r["filename"])
         assert cs.TAU_SCENE_TO_CLASS[fine] == r["scene_label"]
     assert sf.info(str(out / meta[0]["filename"])).samplerate == 48000
-    assert len(_table(out / "evaluation_setup/fold1_test.csv")) == len(evaluate)
+    assert len(read_table(out / "evaluation_setup/fold1_test.csv")) == len(evaluate)
 
 
 def test_builds_are_byte_identical_for_a_seed(tmp_path: Path, instruments: Path) -> None:
     again = tmp_path / "instruments"
     cs.synthesize("instruments", again, preset="tiny", seed=1)
-    assert _files(again) == _files(instruments)
+    assert file_bytes(again) == file_bytes(instruments)
     other = tmp_path / "other"
     cs.synthesize("instruments", other, preset="tiny", seed=2)
-    wavs = {v for k, v in _files(instruments).items() if k.endswith(".wav")}
-    assert not wavs & {v for k, v in _files(other).items() if k.endswith(".wav")}
+    wavs = {v for k, v in file_bytes(instruments).items() if k.endswith(".wav")}
+    assert not wavs & {v for k, v in file_bytes(other).items() if k.endswith(".wav")}
     # Worker processes must not change the files (every clip carries its own seed).
     small = dataclasses.replace(SMALL3, n_cities=1)
     first, second = tmp_path / "a", tmp_path / "b"
     cs.build_scenes3(first, small, seed=2)
     cs.build_scenes3(second, dataclasses.replace(small, n_workers=2), seed=2)
-    assert _files(first) == _files(second)
+    assert file_bytes(first) == file_bytes(second)
 
 
 def test_refuses_unknown_preset_and_non_empty_folder(tmp_path: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 from pathlib import Path
@@ -11,6 +10,7 @@ import numpy as np
 import pytest
 import soundfile
 import torch
+from shared_support import write_tsv
 
 from sedkit.components import REAL, SYNTHETIC, BuildContext
 from sedkit.config import check_dataclass
@@ -32,14 +32,6 @@ def _wav(path: Path, seed: int, seconds: float = 1.0, rate: int = SR) -> None:
     soundfile.write(path, 0.1 * rng.standard_normal(int(seconds * rate)), rate)
 
 
-def _tsv(path: Path, header: list[str], rows: list[list]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
-        writer.writerow(header)
-        writer.writerows(rows)
-
-
 def make_tree(root: Path, *, missing: tuple[str, ...] = (), hidden: bool = True) -> Path:
     """A DESED 2019 layout: 6 synthetic, 4 weak, 6 unlabeled, 4 validation clips of 1 s.
 
@@ -47,17 +39,17 @@ def make_tree(root: Path, *, missing: tuple[str, ...] = (), hidden: bool = True)
     stored at 16 kHz stereo to exercise resampling and mix-down.
     """
     strong = [[f"syn{i}.wav", 0.1 * i, 0.1 * i + 0.3, CLASSES[i % 4]] for i in range(6)]
-    _tsv(
+    write_tsv(
         root / "metadata/train/synthetic.tsv",
         ["filename", "onset", "offset", "event_label"],
         strong,
     )
-    _tsv(
+    write_tsv(
         root / "metadata/train/weak.tsv",
         ["filename", "event_labels"],
         [[f"weak{i}.wav", ",".join(CLASSES[: i + 1])] for i in range(4)],
     )
-    _tsv(
+    write_tsv(
         root / "metadata/train/unlabel_in_domain.tsv",
         ["filename"],
         [[f"unl{i}.wav"] for i in range(6)],
@@ -69,18 +61,18 @@ def make_tree(root: Path, *, missing: tuple[str, ...] = (), hidden: bool = True)
         ["val2.wav", 0.5, 1.0, "Cat"],
         ["val3.wav", 0.25, 0.5, "Alarm_bell_ringing"],
     ]
-    _tsv(
+    write_tsv(
         root / "metadata/validation/validation.tsv",
         ["filename", "onset", "offset", "event_label"],
         validation,
     )
     if hidden:
-        _tsv(
+        write_tsv(
             root / "metadata/hidden/weak.tsv",
             ["filename", "onset", "offset", "event_label"],
             [[f"weak{i}.wav", 0.0, 0.5, CLASSES[0]] for i in range(4)],
         )
-        _tsv(
+        write_tsv(
             root / "metadata/hidden/unlabel_in_domain.tsv",
             ["filename", "onset", "offset", "event_label"],
             [[f"unl{i}.wav", 0.5, 1.0, "Dog"] for i in range(6)],

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from shared_support import synth_without_sounds
 
 from sedkit.cli import main
 from sedkit.data import debian_sounds
@@ -138,12 +139,9 @@ def test_fake_real_build_flags_each_class(fake_sounds: Path) -> None:
 def test_missing_package_and_bad_options_are_one_line_exit_2(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    if Path("/usr/share/tuxpaint").exists():
-        pytest.skip("tuxpaint-stamps-default is installed system-wide here")
-    monkeypatch.setenv("SEDKIT_SOUNDS_DIR", str(tmp_path / "empty"))
     out = tmp_path / "out"
-    assert main(["synth", "desed", str(out), "--source", "real", "--preset", "tiny"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    args = ["desed", str(out), "--source", "real", "--preset", "tiny"]
+    err = synth_without_sounds(args, "/usr/share/tuxpaint", tmp_path, monkeypatch, capsys)
     assert len(err) == 1 and "is not fetched" in err[0] and "--source real --fetch" in err[0]
     assert main(["synth", "desed", str(out), "--fetch"]) == 2
     assert "--fetch needs --source real" in capsys.readouterr().err

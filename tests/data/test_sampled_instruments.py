@@ -7,7 +7,6 @@ fetch them, when those are absent."""
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
 import struct
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from shared_support import file_bytes, read_table, synth_without_sounds
 
 from sedkit.cli import main
 from sedkit.data import debian_sounds
@@ -52,17 +52,6 @@ def _write_gus(path: Path, wave: np.ndarray, root_hz: float, sr: int = SR) -> No
     )
     sample[55] = 1 | 4  # 16-bit, looped
     path.write_bytes(header + instrument + bytes(layer) + bytes(sample) + pcm)
-
-
-def _table(path: Path) -> list[dict[str, str]]:
-    with path.open(newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle, delimiter="\t"))
-
-
-def _files(root: Path) -> dict[str, bytes]:
-    return {
-        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
-    }
 
 
 def _f0(x: np.ndarray, sr: int = SR) -> float:
@@ -135,7 +124,7 @@ def test_fake_build_splits_by_instrument_and_cards_every_one(fake_sets: Path) ->
     out = fake_sets / "out"
     si.build_sampled_instruments(out, FAKE, seed=3)
     card = json.loads((out / "dataset_card.json").read_text())
-    splits = {s: _table(out / f"evaluation_setup/{s}.tsv") for s in ("train", "valid", "test")}
+    splits = {s: read_table(out / f"evaluation_setup/{s}.tsv") for s in ("train", "valid", "test")}
     located = {s: {r["location"] for r in rows} for s, rows in splits.items()}
     assert not located["train"] & located["valid"] and not located["train"] & located["test"]
     assert located["valid"] and located["test"]
@@ -155,18 +144,16 @@ def test_fake_build_splits_by_instrument_and_cards_every_one(fake_sets: Path) ->
     # Byte-identical for the same seed; another seed may hold out other instruments.
     again = fake_sets / "again"
     si.build_sampled_instruments(again, FAKE, seed=3)
-    assert _files(out) == _files(again)
+    assert file_bytes(out) == file_bytes(again)
 
 
 def test_missing_package_is_one_line_exit_2(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:
-    if Path("/usr/share/sounds/sf2/FluidR3_GM.sf2").exists():
-        pytest.skip("fluid-soundfont-gm is installed system-wide here")
-    monkeypatch.setenv("SEDKIT_SOUNDS_DIR", str(tmp_path / "empty"))
     out = tmp_path / "out"
-    assert main(["synth", "instruments", str(out), "--source", "sampled", "--preset", "tiny"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
+    args = ["instruments", str(out), "--source", "sampled", "--preset", "tiny"]
+    sf2 = "/usr/share/sounds/sf2/FluidR3_GM.sf2"
+    err = synth_without_sounds(args, sf2, tmp_path, monkeypatch, capsys)
     assert len(err) == 1 and "'fluid-soundfont-gm' is not fetched" in err[0]
     assert "--source sampled --fetch" in err[0] and not out.exists()
     assert main(["synth", "scenes", str(out), "--source", "sampled"]) == 2
@@ -215,7 +202,7 @@ def test_real_build_notes_from_workers_match_notes_rendered_in_process(
 
     monkeypatch.setattr(si, "run_jobs", spy)
     si.build_sampled_instruments(tmp_path / "a", small, seed=0)
-    built = _files(tmp_path / "a")
+    built = file_bytes(tmp_path / "a")
     staging = tmp_path / ".a.partial"  # where the jobs wrote before the folder was renamed
     again = [Path(f) for job in jobs for f in si._render_job(job)]
     assert len(again) == sum(1 for name in built if name.startswith("audio/")) > 0

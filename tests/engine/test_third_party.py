@@ -51,15 +51,6 @@ def site(tmp_path_factory):
     return target
 
 
-@pytest.fixture(scope="module")
-def tiny_desed(tmp_path_factory):
-    from sedkit_plugins.desed.synth import synthesize
-
-    root = tmp_path_factory.mktemp("desed") / "data"
-    synthesize(root, preset="tiny", seed=0)
-    return root
-
-
 @pytest.fixture
 def in_site(site, sedkit_subprocess):
     """``sedkit`` in a fresh interpreter that sees the installed example packages."""
@@ -93,9 +84,10 @@ def test_installed_plugins_are_listed_and_broken_one_is_named(in_site):
     )
 
 
-def test_recipe_with_third_party_model_runs(in_site, tiny_desed, tmp_path):
+def test_recipe_with_third_party_model_runs(in_site, tiny_desed_tree, tmp_path):
     recipe = tmp_path / "r.yaml"
-    recipe.write_text(RECIPE.format(root=tiny_desed, model="example_cnn", runs=tmp_path / "runs"))
+    root, runs = tiny_desed_tree, tmp_path / "runs"
+    recipe.write_text(RECIPE.format(root=root, model="example_cnn", runs=runs))
     result = in_site("run", str(recipe), "--run-dir", str(tmp_path / "run"))
     assert result.returncode == 0, result.stderr
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
@@ -104,9 +96,12 @@ def test_recipe_with_third_party_model_runs(in_site, tiny_desed, tmp_path):
     assert any(p["name"] == "example_cnn" and p["status"] == "loaded" for p in used)
 
 
-def test_recipe_needing_the_broken_plugin_stops_with_its_message(in_site, tiny_desed, tmp_path):
+def test_recipe_needing_the_broken_plugin_stops_with_its_message(
+    in_site, tiny_desed_tree, tmp_path
+):
     recipe = tmp_path / "r.yaml"
-    recipe.write_text(RECIPE.format(root=tiny_desed, model="broken_model", runs=tmp_path / "runs"))
+    root, runs = tiny_desed_tree, tmp_path / "runs"
+    recipe.write_text(RECIPE.format(root=root, model="broken_model", runs=runs))
     result = in_site("run", str(recipe))
     assert result.returncode == 2
     assert "model.name: unknown model 'broken_model': plugin 'broken_model'" in result.stderr

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import logging
-
 import pytest
 import torch
 import torch.nn.functional as F
+from shared_support import build_context
 
 from sedkit.components import Batch, ModelContext
 from sedkit.errors import UserError
@@ -28,16 +27,7 @@ def tiny_params(**changes) -> CRNNParams:
 
 
 def context(n_mels: int = N_MELS, n_classes: int = N_CLASSES) -> ModelContext:
-    return ModelContext(
-        task="sed",
-        recipe_path=None,
-        sample_rate=16000,
-        seed=0,
-        log=logging.getLogger("test"),
-        n_classes=n_classes,
-        n_mels=n_mels,
-        n_frames=N_FRAMES,
-    )
+    return build_context(ModelContext, n_classes=n_classes, n_mels=n_mels, n_frames=N_FRAMES)
 
 
 def sed_batch(strong_mask: list[bool], weak_mask: list[bool], frames: int) -> Batch:

@@ -5,14 +5,14 @@ pruned), mean of member probabilities, member seeds, independent member training
 from __future__ import annotations
 
 import copy
-import logging
 
 import pytest
 import torch
+from shared_support import build_context, classification_batch
 
 import sedkit.plugins
 from sedkit.checkpoint import save_checkpoint
-from sedkit.components import Batch, ModelContext
+from sedkit.components import ModelContext
 from sedkit.config import check_dataclass
 from sedkit.errors import UserError
 from sedkit.plugins import Plugins
@@ -42,15 +42,8 @@ def _builtin_plugins(monkeypatch):
 
 
 def context(n_mels: int = 48, n_frames: int = 467, seed: int = 7) -> ModelContext:
-    return ModelContext(
-        task="classification",
-        recipe_path=None,
-        sample_rate=48000,
-        seed=seed,
-        log=logging.getLogger("test"),
-        n_classes=3,
-        n_mels=n_mels,
-        n_frames=n_frames,
+    return build_context(
+        ModelContext, "classification", seed=seed, n_classes=3, n_mels=n_mels, n_frames=n_frames
     )
 
 
@@ -63,16 +56,6 @@ def params(data: dict) -> EnsembleParams:
 def tiny(n: int = 2, **extra) -> Ensemble:
     members = [{"name": "vgg", "params": TINY_VGG, "repeat": n}]
     return Ensemble(params({"members": members, **extra}), context(8, 8))
-
-
-def batch(labels: list[int]) -> Batch:
-    n = len(labels)
-    return Batch(
-        filenames=[f"c{i}" for i in range(n)],
-        stream=["train"] * n,
-        domain=torch.ones(n),
-        label=torch.tensor(labels),
-    )
 
 
 def test_paper_ensemble_counts() -> None:
@@ -124,14 +107,14 @@ def test_summed_loss_trains_members_as_if_separately() -> None:
         gen = torch.Generator().manual_seed(step)
         x = torch.randn(6, 8, 8, generator=gen)
         labels = [0, 1, 2, -1, 1, 0]
-        terms = ensemble.supervised_loss(ensemble(x), batch(labels))
+        terms = ensemble.supervised_loss(ensemble(x), classification_batch(labels))
         assert set(terms) == {"member0_ce", "member0_l2", "member1_ce", "member1_l2"}
         opt.zero_grad()
         sum(terms.values()).backward()
         opt.step()
         for m, o in zip(separate, opts, strict=True):
             o.zero_grad()
-            sum(m.supervised_loss(m(x), batch(labels)).values()).backward()
+            sum(m.supervised_loss(m(x), classification_batch(labels)).values()).backward()
             o.step()
     for m, ref in zip(ensemble.members, separate, strict=True):
         for a, b in zip(m.state_dict().values(), ref.state_dict().values(), strict=True):

@@ -5,11 +5,11 @@ message."""
 from __future__ import annotations
 
 import io
-import logging
 
 import numpy as np
 import pytest
 import torch
+from shared_support import build_context
 
 from sedkit.components import ModelContext
 from sedkit.errors import UserError
@@ -20,15 +20,8 @@ from sedkit_plugins.pruned_asc.vgg import VGG, VGGParams
 
 def vgg(seed: int = 0) -> VGG:
     torch.manual_seed(seed)
-    ctx = ModelContext(
-        task="classification",
-        recipe_path=None,
-        sample_rate=48000,
-        seed=seed,
-        log=logging.getLogger("test"),
-        n_classes=3,
-        n_mels=48,
-        n_frames=467,
+    ctx = build_context(
+        ModelContext, "classification", seed=seed, n_classes=3, n_mels=48, n_frames=467
     )
     model = VGG(VGGParams(), ctx)
     with torch.no_grad():  # trained-like statistics and biases (fresh ones are 0 and 1)

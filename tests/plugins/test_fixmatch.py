@@ -27,6 +27,7 @@ from sedkit_plugins.fixmatch.labeler import (
     masked_mean_cross_entropy,
     plot_confusion,
     plot_quality_quantity,
+    read_pseudo_label_curves,
     select_multi_label,
     select_single_label,
     tempered_softmax,
@@ -60,28 +61,18 @@ def step_for(model: nn.Module, features: torch.Tensor, batch: Batch, global_step
     return Step(model, features, model(features), batch, 1, global_step, 0.0, "train")
 
 
-class LogitsInInput(nn.Module):
-    """clip_logits = scale * features[:, :C, 0]: the test writes the logits into the input."""
+class OutputInInput(nn.Module):
+    """``field`` (clip_logits or clip_probs) = scale * features[:, :C, 0]: the test writes the
+    model's output into the input (the scale, a parameter at 1, gives a gradient path)."""
 
-    def __init__(self, n_classes: int = 2):
+    def __init__(self, field: str, n_classes: int):
         super().__init__()
+        self.field = field
         self.n_classes = n_classes
         self.scale = nn.Parameter(torch.ones(()))
 
     def forward(self, features):
-        return ModelOutput(clip_logits=self.scale * features[:, : self.n_classes, 0])
-
-
-class ProbsInInput(nn.Module):
-    """clip_probs = features[:, :C, 0] (times a parameter at 1, for a gradient path)."""
-
-    def __init__(self, n_classes: int = 3):
-        super().__init__()
-        self.n_classes = n_classes
-        self.scale = nn.Parameter(torch.ones(()))
-
-    def forward(self, features):
-        return ModelOutput(clip_probs=self.scale * features[:, : self.n_classes, 0])
+        return ModelOutput(**{self.field: self.scale * features[:, : self.n_classes, 0]})
 
 
 def classification_batch(logits: list[list[float]], labels: list[int], truth: list[int]):
@@ -120,7 +111,7 @@ def test_fixmatch_mask_and_loss_check():
 
 def test_fixmatch_component_loss_is_ce_of_kept_over_all_unlabeled():
     """Through the whole component: max probs 0.96 and 0.5 -> L_u = CE_1 / 2."""
-    model = LogitsInInput()
+    model = OutputInInput("clip_logits", 2)
     high = math.log(0.96 / 0.04)
     x, batch = classification_batch([[0.0, 1.0], [high, 0.0], [0.0, 0.0]], [1, -1, -1], [1, 0, 1])
     labeler = make_labeler()
@@ -132,16 +123,16 @@ def test_fixmatch_component_loss_is_ce_of_kept_over_all_unlabeled():
 
 def test_fmuc_temperature_changes_what_is_kept():
     """Logits [4, 0]: 0.982 at T = 1 passes tau 0.95; 0.881 at T = 2 fails tau 0.9."""
-    model = LogitsInInput()
+    model = OutputInInput("clip_logits", 2)
     x, batch = classification_batch([[0.0, 1.0], [4.0, 0.0]], [1, -1], [1, 0])
     deterministic = {"mc_passes": 1, "weak_pass": "eval"}
     t2 = make_labeler(FMUC, **deterministic)
     assert t2.loss(step_for(model, x, batch))["fm_unlabeled_ce"].item() == 0.0
-    assert t2.epoch_metrics()["pl_quantity"] == 0.0
+    assert t2.epoch_metrics()["quantity"] == 0.0
     t1 = make_labeler(FMUC, temperature=1.0, threshold=0.95, **deterministic)
     loss = t1.loss(step_for(model, x, batch))["fm_unlabeled_ce"]
     assert loss.item() == pytest.approx(-math.log(0.98201379), rel=1e-5)
-    assert t1.epoch_metrics()["pl_quantity"] == 1.0
+    assert t1.epoch_metrics()["quantity"] == 1.0
 
 
 def test_selection_rules():
@@ -195,7 +186,7 @@ def test_multi_label_bce_from_bf16_logits_keeps_a_gradient():
 def test_multi_label_component_loss_per_class_and_per_clip():
     """p = [.8, .3, .76], tau .75: per-class BCE of kept entries over all 3 entries; per clip 0;
     a clip with clip labels gets no pseudo-label."""
-    model = ProbsInInput()
+    model = OutputInInput("clip_probs", 3)
     probs = [[0.5, 0.5, 0.5], [0.8, 0.3, 0.76], [0.9, 0.9, 0.9]]
     x = torch.tensor(probs).unsqueeze(-1).repeat(1, 1, 2)
     batch = Batch(
@@ -215,12 +206,12 @@ def test_multi_label_component_loss_per_class_and_per_clip():
     loss.backward()
     assert model.scale.grad.item() != 0.0
     metrics = per_class.epoch_metrics()
-    assert metrics["pl_quantity"] == pytest.approx(2 / 3)
-    assert metrics["pl_quality"] == pytest.approx(1 / 2)  # class 1 right, class 3 wrong
+    assert metrics["quantity"] == pytest.approx(2 / 3)
+    assert metrics["quality"] == pytest.approx(1 / 2)  # class 1 right, class 3 wrong
     per_clip = make_labeler(task="sed", n_classes=3, threshold=0.75, mask_level="clip")
     loss = per_clip.loss(step_for(model, x, batch))["fm_unlabeled_clip_bce"]
     assert loss.item() == 0.0
-    assert per_clip.epoch_metrics()["pl_quantity"] == 0.0
+    assert per_clip.epoch_metrics()["quantity"] == 0.0
 
 
 def test_multi_label_fmuc_uses_its_temperature_and_the_biased_std(monkeypatch):
@@ -230,7 +221,7 @@ def test_multi_label_fmuc_uses_its_temperature_and_the_biased_std(monkeypatch):
     sigma .04 over N -> .91 kept (over N - 1, sigma .0566 -> .893 not kept). Class 3, logits
     [-8, -8]: absent either way. So 2 of 3 entries are kept, and the loss is their BCE / 3;
     without the temperature 3 would be, with the unbiased std 1."""
-    model = ProbsInInput()
+    model = OutputInInput("clip_probs", 3)
     student = [0.6, 0.7, 0.2]
     x = torch.tensor([student]).unsqueeze(-1).repeat(1, 1, 2)
     batch = Batch(filenames=["u"], stream=["unlabeled"], domain=torch.ones(1),
@@ -241,7 +232,7 @@ def test_multi_label_fmuc_uses_its_temperature_and_the_biased_std(monkeypatch):
     assert (labeler.params.temperature, labeler.params.std_estimator) == (2.0, "biased")
     monkeypatch.setattr(labeler, "weak_logits", lambda model, view: (passes,))
     loss = labeler.loss(step_for(model, x, batch))["fm_unlabeled_clip_bce"]
-    assert labeler.epoch_metrics()["pl_quantity"] == pytest.approx(2 / 3)
+    assert labeler.epoch_metrics()["quantity"] == pytest.approx(2 / 3)
     kept_probs, targets = torch.tensor(student[1:]), torch.tensor([1.0, 0.0])
     expected = F.binary_cross_entropy(kept_probs, targets, reduction="sum") / 3
     assert loss.item() == pytest.approx(expected.item(), rel=1e-4)
@@ -251,7 +242,7 @@ def test_multi_label_fmuc_uses_its_temperature_and_the_biased_std(monkeypatch):
 # Metrics
 # --------------------------------------------------------------------------------------------
 def test_quality_quantity_confusion_and_reset():
-    model = LogitsInInput()
+    model = OutputInInput("clip_logits", 2)
     x, batch = classification_batch(
         [[0.0, 1.0], [4.0, 0.0], [0.0, 4.0], [0.0, 0.0], [4.0, 0.0]],
         [1, -1, -1, -1, -1],
@@ -261,10 +252,10 @@ def test_quality_quantity_confusion_and_reset():
     labeler.loss(step_for(model, x, batch))
     labeler.loss(step_for(model, x, batch))  # statistics add up over steps
     metrics = labeler.epoch_metrics()
-    assert metrics["pl_quantity"] == pytest.approx(3 / 4)  # rows 1, 2 and 4 kept
-    assert metrics["pl_quality"] == pytest.approx(1 / 2)  # of the known kept: row 1 right
-    assert metrics["pl_unlabeled_accuracy"] == pytest.approx(1 / 3)  # argmax of [0, 0] is 0
-    assert metrics["pl_confusion"] == [[2, 2], [0, 0]]  # rows true, columns pseudo-label
+    assert metrics["quantity"] == pytest.approx(3 / 4)  # rows 1, 2 and 4 kept
+    assert metrics["quality"] == pytest.approx(1 / 2)  # of the known kept: row 1 right
+    assert metrics["unlabeled_accuracy"] == pytest.approx(1 / 3)  # argmax of [0, 0] is 0
+    assert metrics["confusion"] == [[2, 2], [0, 0]]  # rows true, columns pseudo-label
     json.dumps(metrics)  # goes into metrics.jsonl as is
     assert labeler.epoch_metrics() == {}
 
@@ -358,7 +349,7 @@ def test_views_are_reproducible_per_step():
 
 
 def test_batch_without_unlabeled_examples_gives_zero_with_gradient_path():
-    model = LogitsInInput()
+    model = OutputInInput("clip_logits", 2)
     x, batch = classification_batch([[0.0, 1.0], [1.0, 0.0]], [1, 0], [1, 0])
     loss = make_labeler().loss(step_for(model, x, batch))["fm_unlabeled_ce"]
     assert loss.item() == 0.0 and loss.requires_grad
@@ -411,8 +402,8 @@ def test_fmuc_sed_with_crnn_clip_and_frame_level():
     total.backward()
     assert crnn.frame_head.weight.grad is not None
     metrics = labeler.epoch_metrics()
-    assert 0.0 <= metrics["pl_quantity"] <= 1.0 and 0.0 <= metrics["pl_frame_quantity"] <= 1.0
-    assert "pl_unlabeled_accuracy" in metrics and "pl_frame_unlabeled_accuracy" in metrics
+    assert 0.0 <= metrics["quantity"] <= 1.0 and 0.0 <= metrics["frame_quantity"] <= 1.0
+    assert "unlabeled_accuracy" in metrics and "frame_unlabeled_accuracy" in metrics
 
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -435,7 +426,7 @@ def test_losses_are_float32_under_bf16_autocast(device):
     assert loss.dtype == torch.float32 and torch.isfinite(loss)
     loss.backward()
     metrics = labeler.epoch_metrics()
-    assert metrics["pl_quantity"] > 0 and len(metrics["pl_confusion"]) == 3
+    assert metrics["quantity"] > 0 and len(metrics["confusion"]) == 3
 
 
 # --------------------------------------------------------------------------------------------
@@ -557,13 +548,16 @@ def test_plots_write_pngs(tmp_path):
     for name, offset in (("FM", 0.0), ("FMUC", 0.05)):
         path = tmp_path / name / "metrics.jsonl"
         path.parent.mkdir()
+        prefix = "pl_" if name == "FM" else "pseudo_labeler/"  # a run written before, one today
         lines = [
-            {"epoch": e, "pl_quality": 0.75 + offset + 0.02 * e, "pl_quantity": 0.9 - offset}
+            {"epoch": e, f"{prefix}quality": 0.75 + offset + 0.02 * e, f"{prefix}quantity": 0.9}
             for e in range(1, 5)
         ]
         lines.insert(2, {"epoch": 99, "accuracy": 0.5})  # a record without pseudo-label keys
         path.write_text("".join(json.dumps(line) + "\n" for line in lines))
         runs[name] = path
+        curves = read_pseudo_label_curves(path)
+        assert curves["epoch"] == [1, 2, 3, 4] and curves["quantity"] == [0.9] * 4
     single = plot_quality_quantity(runs["FM"], tmp_path / "fig2_single.png")
     both = plot_quality_quantity(runs, tmp_path / "fig2.png")
     conf = plot_confusion([[5, 1, 0], [2, 7, 1], [0, 0, 0]], ["a", "b", "c"], tmp_path / "c.png")
@@ -674,11 +668,11 @@ def test_tiny_fmuc_run_logs_pseudo_label_metrics(tmp_path):
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 2]
     for record in records:
-        assert 0.0 <= record["pl_quantity"] <= 1.0
+        assert 0.0 <= record["pseudo_labeler/quantity"] <= 1.0
         assert "fm_unlabeled_ce" in " ".join(record)  # train_fm_unlabeled_ce logged
-        confusion = record["pl_confusion"]
+        confusion = record["pseudo_labeler/confusion"]
         assert len(confusion) == 3 and all(len(row) == 3 for row in confusion)
-        kept = record["pl_quantity"] * 12  # every unlabeled clip once per epoch
+        kept = record["pseudo_labeler/quantity"] * 12  # every unlabeled clip once per epoch
         assert sum(map(sum, confusion)) == pytest.approx(kept)
     png = plot_quality_quantity(run_dir / "metrics.jsonl", tmp_path / "fig2.png")
     assert png.read_bytes()[:8] == PNG_MAGIC

@@ -72,16 +72,16 @@ def test_every_planned_run_validates_with_its_overrides(dataset, plugins, tool):
 
 def test_pseudo_label_summary_weights_quality_by_quantity(tool):
     epochs = [
-        {"epoch": 1, "pl_quantity": 0.0},  # nothing kept: no quality
-        {"epoch": 2, "pl_quantity": 0.2, "pl_quality": 0.5},
-        {"epoch": 3, "pl_quantity": 0.6, "pl_quality": 0.9},
+        {"epoch": 1, "pseudo_labeler/quantity": 0.0},  # nothing kept: no quality
+        {"epoch": 2, "pseudo_labeler/quantity": 0.2, "pseudo_labeler/quality": 0.5},
+        {"epoch": 3, "pseudo_labeler/quantity": 0.6, "pseudo_labeler/quality": 0.9},
         {"epoch": 4, "accuracy": 0.3},  # a record without pseudo-labels is ignored
     ]
     s = tool.summarize_pseudo_labels(epochs)
     assert s.quantity == pytest.approx(0.8 / 3)
     assert s.quality == pytest.approx((0.2 * 0.5 + 0.6 * 0.9) / 0.8)  # 0.8
     assert (s.last_quality, s.last_quantity, s.epochs) == (0.9, 0.6, 3)
-    empty = tool.summarize_pseudo_labels([{"epoch": 1, "pl_quantity": 0.0}])
+    empty = tool.summarize_pseudo_labels([{"epoch": 1, "pseudo_labeler/quantity": 0.0}])
     assert math.isnan(empty.quality) and empty.quantity == 0.0
 
 
@@ -97,9 +97,9 @@ def test_table1_markdown_numbers(tool):
     s = tool.summarize_pseudo_labels
     summaries = {
         "scenes": {
-            "FM": [s([{"pl_quantity": 0.9, "pl_quality": 0.8}])],
-            "FMUC": [s([{"pl_quantity": 0.5, "pl_quality": 0.9}, {"pl_quantity": 0.7,
-                                                                   "pl_quality": 0.96}])],
+            "FM": [s([{"pseudo_labeler/quantity": 0.9, "pseudo_labeler/quality": 0.8}])],
+            "FMUC": [s([{"pseudo_labeler/quantity": 0.5, "pseudo_labeler/quality": 0.9},
+                        {"pseudo_labeler/quantity": 0.7, "pseudo_labeler/quality": 0.96}])],
         }
     }  # fmt: skip
     table = tool.table1_markdown(summaries, ["scenes"])
@@ -114,9 +114,9 @@ def test_table1_markdown_numbers(tool):
 def test_table1_pools_the_quality_of_several_runs(tool):
     s = tool.summarize_pseudo_labels
     runs = [
-        s([{"pl_quantity": 0.3, "pl_quality": 1.0}], 100),
-        s([{"pl_quantity": 0.1, "pl_quality": 0.6}], 100),
-        s([{"pl_quantity": 0.0}], 100),  # nothing kept: counts for the quantity only
+        s([{"pseudo_labeler/quantity": 0.3, "pseudo_labeler/quality": 1.0}], 100),
+        s([{"pseudo_labeler/quantity": 0.1, "pseudo_labeler/quality": 0.6}], 100),
+        s([{"pseudo_labeler/quantity": 0.0}], 100),  # nothing kept: counts for the quantity only
     ]
     row = _row(tool.table1_markdown({"instruments": {"FM": runs}}, ["instruments"]), "FM")
     # 30 + 10 kept; quality (0.3 * 1.0 + 0.1 * 0.6) / 0.4 = 0.9; quantity 0.4 / 3

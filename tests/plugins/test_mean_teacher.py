@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import io
-import logging
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
+from shared_support import build_context
 
 from sedkit.components import Batch, HeadContext, ModelContext, Step
 from sedkit_plugins.crnn.model import CRNN, CRNNParams
@@ -19,7 +19,6 @@ from sedkit_plugins.mean_teacher.labeler import (
 )
 
 C, MELS, FRAMES = 3, 8, 16
-LOG = logging.getLogger("test")
 
 
 def tiny_model(dropout: float = 0.0) -> CRNN:
@@ -27,18 +26,12 @@ def tiny_model(dropout: float = 0.0) -> CRNN:
         filters=[4, 8], pooling=[[2, 2], [1, 2]], rnn_hidden=8, conv_dropout=0.0,
         head_dropout=dropout,
     )  # fmt: skip
-    context = ModelContext(
-        task="sed", recipe_path=None, sample_rate=16000, seed=0, log=LOG,
-        n_classes=C, n_mels=MELS, n_frames=FRAMES,
-    )  # fmt: skip
+    context = build_context(ModelContext, n_classes=C, n_mels=MELS, n_frames=FRAMES)
     return CRNN(params, context)
 
 
 def teacher_for(model: CRNN, **changes) -> MeanTeacher:
-    context = HeadContext(
-        task="sed", recipe_path=None, sample_rate=16000, seed=0, log=LOG,
-        n_classes=C, feature_dim=model.feature_dim, model=model,
-    )  # fmt: skip
+    context = build_context(HeadContext, n_classes=C, feature_dim=model.feature_dim, model=model)
     return MeanTeacher(MeanTeacherParams(**changes), context)
 
 
@@ -142,9 +135,9 @@ def test_consistency_cost_is_the_ramped_mse() -> None:
     assert torch.allclose(losses["mt_clip_consistency"], expected_clip)
     assert float(losses["mt_frame_consistency"].detach()) > 0
     metrics = mt.epoch_metrics()
-    assert metrics["mt_consistency_weight"] == pytest.approx(weight)
+    assert metrics["consistency_weight"] == pytest.approx(weight)
     unweighted = (expected_frame + expected_clip) / weight
-    assert metrics["mt_consistency"] == pytest.approx(float(unweighted.detach()), rel=1e-5)
+    assert metrics["consistency"] == pytest.approx(float(unweighted.detach()), rel=1e-5)
     assert mt.epoch_metrics() == {}
 
 

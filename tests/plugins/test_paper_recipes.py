@@ -93,4 +93,4 @@ def test_one_epoch_smoke_run_on_the_embedded_tiny_data(name, plugins, tiny_desed
     assert epoch["stage"] == ("stage2" if "tri" in name else "train")
     assert "psds1" in final["validation"]
     if name.startswith("adv_"):
-        assert "domain_accuracy" in epoch and epoch["adv_alpha"] > 0
+        assert "domain_adapter/accuracy" in epoch and epoch["domain_adapter/alpha"] > 0

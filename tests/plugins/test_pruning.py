@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from shared_support import build_context
 from torch import nn
 
 from sedkit.components import BuildContext, ModelContext
@@ -36,16 +37,7 @@ LOG = logging.getLogger("test")
 
 
 def model_context() -> ModelContext:
-    return ModelContext(
-        task="classification",
-        recipe_path=None,
-        sample_rate=48000,
-        seed=0,
-        log=LOG,
-        n_classes=3,
-        n_mels=48,
-        n_frames=467,
-    )
+    return build_context(ModelContext, "classification", n_classes=3, n_mels=48, n_frames=467)
 
 
 def callback(**params) -> Pruning:
@@ -210,7 +202,7 @@ def test_callback_updates_masks_only_at_the_21_scheduled_epochs(monkeypatch) -> 
     logged = trainer.run(cb, range(1, 401), steps=0)
     assert cb.update_epochs == list(range(100, 301, 10))
     assert len(calls) == 21
-    targets = {e: logged[e - 1]["pruning_target_sparsity"] for e in (99, 100, 110, 150, 400)}
+    targets = {e: logged[e - 1]["callbacks/target_sparsity"] for e in (99, 100, 110, 150, 400)}
     assert targets[99] == 0.0
     assert [round(targets[e], 4) for e in (100, 110, 150, 400)] == [0.1, 0.1998, 0.5047, 0.8]
 
@@ -221,15 +213,17 @@ def test_callback_reapplies_masks_logs_and_makes_them_permanent() -> None:
                   frequency_epochs=2)  # fmt: skip
     logged = trainer.run(cb, range(1, 7))
     assert cb.update_epochs == [2, 4, 6]
-    assert logged[0]["sparsity"] == 0.0
+    assert logged[0]["callbacks/sparsity"] == 0.0
     for metrics in logged:
-        assert set(metrics) >= {"pruning_target_sparsity", "sparsity", "nonzero_params", "size_kb"}
-        assert metrics["size_kb"] == pytest.approx(metrics["nonzero_params"] * 4 / 1024)
+        names = {"target_sparsity", "sparsity", "nonzero_params", "size_kb"}
+        assert set(metrics) >= {f"callbacks/{name}" for name in names}
+        size, nonzero = metrics["callbacks/size_kb"], metrics["callbacks/nonzero_params"]
+        assert size == pytest.approx(nonzero * 4 / 1024)
     # Adam moved the weights for three steps after each update, yet the masks held.
     mask = cb.masks["dense.weight"]
     assert torch.count_nonzero(trainer.model.dense.weight[~mask]) == 0
     assert int(torch.count_nonzero(trainer.model.dense.weight)) == round(60 * 0.4)
-    assert logged[-1]["nonzero_params"] == count_nonzero_parameters(trainer.model)
+    assert logged[-1]["callbacks/nonzero_params"] == count_nonzero_parameters(trainer.model)
     # The best checkpoint is chosen again among epochs under the latest masks.
     assert trainer.best_value is None
     cb.on_fit_end(trainer)
@@ -332,8 +326,8 @@ def test_trainer_run_prunes_logs_and_resumes_identically(toy_setup) -> None:
     whole.fit()
     lines = (tmp / "whole" / "metrics.jsonl").read_text().splitlines()
     logged = [json.loads(line) for line in lines]
-    assert [round(m["pruning_target_sparsity"], 4) for m in logged] == [0.0, 0.2, 0.55, 0.6]
-    assert all("size_kb" in m and "nonzero_params" in m for m in logged)
+    assert [round(m["callbacks/target_sparsity"], 4) for m in logged] == [0.0, 0.2, 0.55, 0.6]
+    assert all("callbacks/size_kb" in m and "callbacks/nonzero_params" in m for m in logged)
     assert whole.best_epoch == 4  # chosen among epochs under the final masks
     dense = whole.model.head.weight
     assert int(torch.count_nonzero(dense)) == round(dense.numel() * 0.4)

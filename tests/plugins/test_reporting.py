@@ -22,7 +22,7 @@ from sedkit.errors import UserError
 from sedkit.plugins import Plugins
 from sedkit.run import start_run
 from sedkit_plugins import reporting
-from sedkit_plugins.reporting import plots, tensorboard
+from sedkit_plugins.reporting import plots, rundata, tensorboard
 from sedkit_plugins.reporting.commands import show_clip
 from sedkit_plugins.reporting.detection import DURATIONS, GROUND_TRUTH, reference_events
 from sedkit_plugins.reporting.report import format_number, write_run_report
@@ -308,6 +308,7 @@ def _fake_run(root: Path, name: str, *, task="sed", seed=1, metrics=None, epochs
 def test_classification_report_confusion_and_pseudo_labels(tmp_path):
     classes = ["airport", "bus", "park"]
     confusion = [[5, 1, 0], [2, 3, 1], [0, 0, 6]]
+    # Written before metrics were named by recipe section (pl_*): drawn all the same.
     epochs = [
         {"epoch": e, "train_loss": 1.0 / e, "lr": 1e-3, "accuracy": 0.5 + 0.1 * e,
          "pl_quality": 0.6 + 0.05 * e, "pl_quantity": 0.2 * e,
@@ -388,10 +389,10 @@ def test_tensorboard_scalars_per_epoch(tmp_path, monkeypatch):
         "train_frame_bce": 0.3,
         "event_f1_macro": 0.4,
         "event_precision_macro": 0.45,
-        "tri_clip_kept": 0.2,
-        "domain_accuracy": 0.6,
-        "sparsity": 0.5,
-        "pl_confusion": [[1]],
+        "pseudo_labeler/clip_kept": 0.2,
+        "domain_adapter/accuracy": 0.6,
+        "callbacks/sparsity": 0.5,
+        "pseudo_labeler/confusion": [[1]],
         "best_epoch": 3,
     }
     logger.epoch_end(tmp_path, 3, metrics)  # a resumed run: first logged epoch is 3
@@ -405,9 +406,9 @@ def test_tensorboard_scalars_per_epoch(tmp_path, monkeypatch):
         ("loss/frame_bce", 0.3, 3),
         ("validation/event_f1_macro", 0.4, 3),
         ("validation_details/event_precision_macro", 0.45, 3),
-        ("pseudo_labels/tri_clip_kept", 0.2, 3),
-        ("domain/domain_accuracy", 0.6, 3),
-        ("pruning/sparsity", 0.5, 3),
+        ("pseudo_labeler/clip_kept", 0.2, 3),
+        ("domain_adapter/accuracy", 0.6, 3),
+        ("callbacks/sparsity", 0.5, 3),
         ("loss/loss", 0.4, 4),
     }
     logger.run_end(tmp_path)
@@ -538,3 +539,26 @@ def test_compare_per_run_and_user_errors(table1_runs, tmp_path, capsys):
     assert code == 2 and "no such run directory" in err and "Traceback" not in err
     code, _, err = _cli(["compare", str(runs[0]), "--metrics", "typo_f1"], capsys)
     assert code == 2 and "typo_f1" in err
+
+
+def test_old_runs_metrics_read_under_section_names(tmp_path):
+    """Runs written before metrics were named by recipe section read with today's names; a
+    record of today is left as it is, and curve panels follow the section."""
+    old = {"epoch": 1, "train_tri_orthogonality": 0.1, "tri_omega": 0.2, "pl_frame_quality": 0.3,
+           "mt_consistency": 0.4, "adv_domain_loss": 0.5, "domain_balanced_accuracy": 0.6,
+           "pruning_target_sparsity": 0.7, "sparsity": 0.8, "event_f1_macro": 0.9}  # fmt: skip
+    assert rundata.section_names(old) == {
+        "epoch": 1, "train_tri_orthogonality": 0.1, "pseudo_labeler/omega": 0.2,
+        "pseudo_labeler/frame_quality": 0.3, "pseudo_labeler/consistency": 0.4,
+        "domain_adapter/domain_loss": 0.5, "domain_adapter/balanced_accuracy": 0.6,
+        "callbacks/target_sparsity": 0.7, "callbacks/sparsity": 0.8, "event_f1_macro": 0.9,
+    }  # fmt: skip
+    new = {"epoch": 1, "pseudo_labeler/omega": 0.2, "sparsity": 0.8}  # a callback's own name
+    assert rundata.section_names(new) == new
+    run_dir = _fake_run(tmp_path, "old", epochs=[old])
+    assert rundata.read_run(run_dir).metric("pseudo_labeler/omega") == 0.2
+    groups = {k: rundata.curve_group(k) for k in rundata.section_names(old)}
+    assert groups["pseudo_labeler/omega"] == "pseudo-labels"
+    assert groups["domain_adapter/domain_loss"] == "domain adaptation"
+    assert groups["callbacks/sparsity"] == "callbacks"
+    assert groups["train_tri_orthogonality"] == "training losses"

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import io
-import logging
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
+from shared_support import build_context
 from torch import nn
 
 from sedkit.components import Batch, HeadContext, ModelContext, ModelOutput, Step
@@ -24,26 +24,25 @@ from sedkit_plugins.tri_training.labeler import (
 )
 
 C, MELS, FRAMES = 3, 8, 16
-LOG = logging.getLogger("test")
 
 
 def tiny_model() -> CRNN:
     params = CRNNParams(
         filters=[4, 8], pooling=[[2, 2], [1, 2]], rnn_hidden=8, conv_dropout=0.0, head_dropout=0.0
     )
-    context = ModelContext(
-        task="sed", recipe_path=None, sample_rate=16000, seed=0, log=LOG,
-        n_classes=C, n_mels=MELS, n_frames=FRAMES,
-    )  # fmt: skip
+    context = build_context(ModelContext, n_classes=C, n_mels=MELS, n_frames=FRAMES)
     return CRNN(params, context)
 
 
 def labeler_for(model: CRNN, **changes) -> TriTraining:
     changes.setdefault("hidden", model.feature_dim // 2)  # the widest that can be orthogonal
-    context = HeadContext(
-        task="sed", recipe_path=None, sample_rate=16000, seed=0, log=LOG,
-        n_classes=C, feature_dim=model.feature_dim, model=model, classes=["a", "b", "c"],
-    )  # fmt: skip
+    context = build_context(
+        HeadContext,
+        n_classes=C,
+        feature_dim=model.feature_dim,
+        model=model,
+        classes=["a", "b", "c"],
+    )
     return TriTraining(TriTrainingParams(**changes), context)
 
 
@@ -210,7 +209,7 @@ def test_stage1_loss_terms() -> None:
     assert torch.allclose(losses["tri_labeler_clip_bce"], clip_ref, atol=1e-6)
     omega = orthogonality(tri.labelers[0].first.weight, tri.labelers[1].first.weight)
     assert torch.allclose(losses["tri_orthogonality"], 0.5 * omega)
-    assert tri.epoch_metrics()["tri_omega"] == pytest.approx(float(omega.detach()))
+    assert tri.epoch_metrics()["omega"] == pytest.approx(float(omega.detach()))
 
 
 class FixedLabeler(nn.Module):
@@ -264,16 +263,16 @@ def test_pseudo_labels_and_their_statistics() -> None:
     assert clip[2].tolist() == [0, MASKED, 1]
     assert (clip[3] == MASKED).all() and (frame[3] == MASKED).all()
     assert (frame[:3, :2] == MASKED).all() and (frame[:3, 2:] == 1).all()
-    assert stats["tri_pseudo_clips"] == 3
+    assert stats["pseudo_clips"] == 3
     # Clip statistics over the two unlabeled clips (6 entries, 5 kept and in agreement).
-    assert stats["tri_clip_kept"] == pytest.approx(5 / 6)
-    assert stats["tri_clip_agreement"] == pytest.approx(5 / 6)
+    assert stats["clip_kept"] == pytest.approx(5 / 6)
+    assert stats["clip_agreement"] == pytest.approx(5 / 6)
     # Kept positives: unl_a a, c; unl_b c. True: unl_a a, b; unl_b c.
-    assert stats["tri_clip_precision"] == pytest.approx(2 / 3)
-    assert stats["tri_clip_recall"] == pytest.approx(2 / 3)
-    assert stats["tri_frame_kept"] == pytest.approx(4 / 6)
-    assert stats["tri_frame_precision"] == pytest.approx(1.0)
-    assert stats["tri_frame_recall"] == pytest.approx(4 / 6)
+    assert stats["clip_precision"] == pytest.approx(2 / 3)
+    assert stats["clip_recall"] == pytest.approx(2 / 3)
+    assert stats["frame_kept"] == pytest.approx(4 / 6)
+    assert stats["frame_precision"] == pytest.approx(1.0)
+    assert stats["frame_recall"] == pytest.approx(4 / 6)
     # Frames are cropped or padded with MASKED to the requested length.
     _, longer = tri.lookup(["unl_a.wav"], frames + 2)
     assert (longer[0, frames:] == MASKED).all() and (longer[0, 2:frames] == 1).all()
@@ -334,8 +333,8 @@ def test_stage2_loss_uses_pseudo_labels_only_where_true_labels_are_missing() -> 
     sum(losses.values()).backward()
     assert clip_logits.grad[:2].abs().sum() == 0 and frame_logits.grad[0].abs().sum() == 0
     metrics = tri.epoch_metrics()
-    assert metrics["tri_batch_clip_kept"] == pytest.approx(5 / 6)  # of the 2 unlabeled clips
-    assert metrics["tri_batch_frame_kept"] == pytest.approx(4 / frames)  # of 3 clips' frames
+    assert metrics["batch_clip_kept"] == pytest.approx(5 / 6)  # of the 2 unlabeled clips
+    assert metrics["batch_frame_kept"] == pytest.approx(4 / frames)  # of 3 clips' frames
 
 
 class FakePredictor:
@@ -423,7 +422,7 @@ def test_tiny_fit_stage1_then_stage2() -> None:
             model.train()
 
     stats = tri.on_epoch_start(2, ModelPredictor(), FakeData())
-    assert stats["tri_pseudo_clips"] == 4
+    assert stats["pseudo_clips"] == 4
     stage2 = train(2, 15)
     assert "tri_pseudo_frame_bce" in stage2[0]
     assert stage2[-1]["tri_pseudo_frame_bce"] < stage2[0]["tri_pseudo_frame_bce"]
@@ -442,8 +441,9 @@ def test_tri_training_statistics_are_drawn(tmp_path):
     from sedkit_plugins.tri_training import figures
 
     epochs = [
-        {"epoch": e, "train_loss": 1.0, "tri_clip_kept": 0.3 * e, "tri_clip_precision": 0.8,
-         "tri_frame_kept": 0.2 * e, "domain_accuracy": 0.7, "sparsity": 0.1 * e}
+        {"epoch": e, "train_loss": 1.0, "pseudo_labeler/clip_kept": 0.3 * e,
+         "pseudo_labeler/clip_precision": 0.8, "pseudo_labeler/frame_kept": 0.2 * e,
+         "domain_adapter/accuracy": 0.7, "callbacks/sparsity": 0.1 * e}
         for e in (1, 2)
     ]  # fmt: skip
     path = figures.plot_pseudo_labels(epochs, tmp_path / "pl.png")

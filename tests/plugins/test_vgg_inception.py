@@ -4,14 +4,13 @@ terms (cross-entropy and the Keras L2 kernel penalty), options, registration."""
 
 from __future__ import annotations
 
-import logging
-
 import pytest
 import torch
 import torch.nn.functional as F
+from shared_support import build_context, classification_batch
 from torch import nn
 
-from sedkit.components import Batch, ModelContext
+from sedkit.components import ModelContext
 from sedkit.errors import UserError
 from sedkit_plugins.pruned_asc.inception import (
     Inception,
@@ -24,25 +23,8 @@ from sedkit_plugins.pruned_asc.vgg import VGG, VGGParams, masked_cross_entropy
 
 
 def context(n_mels: int = 48, n_frames: int = 467, n_classes: int = 3) -> ModelContext:
-    return ModelContext(
-        task="classification",
-        recipe_path=None,
-        sample_rate=48000,
-        seed=0,
-        log=logging.getLogger("test"),
-        n_classes=n_classes,
-        n_mels=n_mels,
-        n_frames=n_frames,
-    )
-
-
-def batch(labels: list[int]) -> Batch:
-    n = len(labels)
-    return Batch(
-        filenames=[f"clip{i}.wav" for i in range(n)],
-        stream=["train"] * n,
-        domain=torch.ones(n),
-        label=torch.tensor(labels),
+    return build_context(
+        ModelContext, "classification", n_classes=n_classes, n_mels=n_mels, n_frames=n_frames
     )
 
 
@@ -138,7 +120,7 @@ def test_supervised_loss_terms() -> None:
     ):
         out = model(torch.randn(4, 16, 20))
         labels = [0, -1, 2, 1]
-        terms = model.supervised_loss(out, batch(labels))
+        terms = model.supervised_loss(out, classification_batch(labels))
         keep = torch.tensor([0, 2, 3])
         expected_ce = F.cross_entropy(out.clip_logits[keep], torch.tensor([0, 2, 1]))
         assert torch.allclose(terms["ce"], expected_ce)
@@ -185,7 +167,7 @@ def test_a_few_adam_steps_fit_a_tiny_batch() -> None:
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
     losses = []
     for _ in range(30):
-        terms = model.supervised_loss(model(x), batch(labels))
+        terms = model.supervised_loss(model(x), classification_batch(labels))
         optimizer.zero_grad()
         sum(terms.values()).backward()
         optimizer.step()

@@ -7,7 +7,6 @@ local plugin adds a model whose loss turns NaN at a chosen training step.
 
 from __future__ import annotations
 
-import csv
 import sys
 import types
 from collections.abc import Callable
@@ -21,6 +20,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
 
 import toy_plugin  # noqa: E402
+from shared_support import write_tsv  # noqa: E402, F401 (used here and as rs.write_tsv)
 
 import sedkit  # noqa: E402
 
@@ -128,15 +128,6 @@ def tone(
 def write_wav(path: Path, data: np.ndarray, rate: int = SR, subtype: str | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     soundfile.write(path, data, rate, subtype=subtype)
-    return path
-
-
-def write_tsv(path: Path, header: list[str], rows: list[list]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as handle:
-        writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
-        writer.writerow(header)
-        writer.writerows(rows)
     return path
 
 

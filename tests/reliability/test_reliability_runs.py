@@ -41,6 +41,14 @@ def _toy_recipe(tmp: Path, *, epochs: int, model: str = rs.TOY_MODEL_16, name: s
     return path
 
 
+def _toy_run(tmp: Path, epochs: int, plugins) -> Path:
+    """A toy run of ``epochs`` in this process, under ``tmp/run``."""
+    run_dir = tmp / "run"
+    recipe = _toy_recipe(tmp, epochs=epochs)
+    assert start_run(recipe, [], plugins=plugins, run_dir=str(run_dir)) == 0
+    return run_dir
+
+
 def _modules(run_dir: Path) -> dict[str, torch.Tensor]:
     return load_checkpoint(run_dir / "checkpoints" / "last.pt")["modules"]
 
@@ -122,12 +130,7 @@ class _DiskFull:
 @pytest.fixture(scope="module")
 def reference_3_epochs(tmp_path_factory, lean_plugins) -> Path:
     """An uninterrupted 3-epoch toy run (in this process, like the runs compared with it)."""
-    tmp = tmp_path_factory.mktemp("reference")
-    run_dir = tmp / "run"
-    assert (
-        start_run(_toy_recipe(tmp, epochs=3), [], plugins=lean_plugins, run_dir=str(run_dir)) == 0
-    )
-    return run_dir
+    return _toy_run(tmp_path_factory.mktemp("reference"), 3, lean_plugins)
 
 
 def test_full_disk_during_checkpoint_keeps_previous_and_resume_matches(
@@ -223,12 +226,7 @@ def test_sigkill_during_validation_then_resume_equals_uninterrupted(subprocess_r
 # ------------------------------------------------------------------------ nothing overwritten
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory, lean_plugins) -> Path:
-    tmp = tmp_path_factory.mktemp("trained")
-    run_dir = tmp / "run"
-    assert (
-        start_run(_toy_recipe(tmp, epochs=1), [], plugins=lean_plugins, run_dir=str(run_dir)) == 0
-    )
-    return run_dir
+    return _toy_run(tmp_path_factory.mktemp("trained"), 1, lean_plugins)
 
 
 @pytest.fixture
