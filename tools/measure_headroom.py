@@ -123,21 +123,43 @@ def main() -> None:
     if args.write:
         card = json.loads((data / "dataset_card.json").read_text())
         command = "python tools/measure_headroom.py --seeds " + " ".join(map(str, seeds))
+        if card.get("source", "procedural") != "procedural":
+            command += f" --data {args.data} --root {args.root}"
         if args.overrides:
             command += " " + " ".join(args.overrides)
-        section = (
-            "## Headroom, measured with the baseline only\n\n"
+        body = (
             f"Data: generator {card['generator_version']}, preset `{card['preset']}`, seed "
-            f"{card['seed']}. Command: `{command} --write {args.write}` "
-            f"({time.time() - started:.0f} s for the runs not already done; CPU threads per run: "
-            f"{args.threads}, runs at once: {args.jobs}). Checkpoints selected on validation; "
-            "scores on the eval splits from frame score tables (`sedkit predict` + `sedkit score "
-            "--scores`: F1 at 0.5, exact PSDS over all thresholds).\n\n" + report + "\n"
+            f"{card['seed']}, sources `{card.get('source', 'procedural')}`. Command: `{command} "
+            f"--write {args.write}` ({time.time() - started:.0f} s for the runs not already done; "
+            f"CPU threads per run: {args.threads}, runs at once: {args.jobs}). Checkpoints "
+            "selected on validation; scores on the eval splits from frame score tables (`sedkit "
+            "predict` + `sedkit score --scores`: F1 at 0.5, exact PSDS over all thresholds).\n\n"
+            + report
+            + "\n"
         )
         path = Path(args.write)
         text = path.read_text() if path.is_file() else "# The embedded DESED-like benchmark\n\n"
-        head, marker, _ = text.partition("## Headroom, measured with the baseline only")
-        path.write_text((head if marker else text.rstrip() + "\n\n") + section)
+        path.write_text(replace_section(text, section_title(card), body))
+
+
+def section_title(card: dict) -> str:
+    """The heading of the headroom section for the benchmark ``card`` describes: one section per
+    source kind, so the real-source measurement does not replace the procedural one."""
+    source = card.get("source", "procedural")
+    if source == "procedural":
+        return "## Headroom, measured with the baseline only"
+    return f"## Headroom with `--source {source}`, measured with the baseline only"
+
+
+def replace_section(text: str, title: str, body: str) -> str:
+    """``text`` with the section headed ``title`` (up to the next ``## `` heading) replaced by
+    ``body``, or with the section appended when there is none."""
+    start = text.find(title + "\n")
+    if start < 0:
+        return text.rstrip() + "\n\n" + title + "\n\n" + body
+    following = text.find("\n## ", start + len(title))
+    rest = text[following + 1 :] if following >= 0 else ""
+    return text[:start] + title + "\n\n" + body + ("\n" + rest if rest else "")
 
 
 if __name__ == "__main__":

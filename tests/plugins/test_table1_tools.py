@@ -65,3 +65,19 @@ def test_table1_diagnostic_at_a_given_epoch(load_tool):
     records = [{"epoch": e, "event_f1_macro": e / 100} for e in range(1, 41)]
     assert table1.diagnostic(records, "event_f1_macro", "epoch20") == pytest.approx(0.20)
     assert table1.diagnostic(records, "event_f1_macro", "epoch50") is None
+
+
+def test_headroom_sections_per_source_replace_only_themselves(load_tool):
+    headroom = load_tool("measure_headroom")
+    procedural = headroom.section_title({"preset": "default"})
+    real = headroom.section_title({"source": "real"})
+    assert procedural == "## Headroom, measured with the baseline only"
+    assert real != procedural and "--source real" in real
+    text = f"# B\n\nintro\n\n{procedural}\n\nold procedural\n\n## Later\n\nkept\n"
+    text = headroom.replace_section(text, real, "real 1\n")
+    assert text.endswith(f"kept\n\n{real}\n\nreal 1\n")
+    text = headroom.replace_section(text, procedural, "new procedural\n")
+    assert "old procedural" not in text and "new procedural\n\n## Later\n\nkept\n" in text
+    text = headroom.replace_section(text, real, "real 2\n")
+    assert "real 1" not in text and text.count(real) == 1 and text.endswith("real 2\n")
+    assert text.startswith("# B\n\nintro\n\n" + procedural)
