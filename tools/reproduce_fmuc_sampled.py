@@ -1,6 +1,6 @@
 """FMUC Tables I and II on the sampled-instrument benchmark (real recorded instruments).
 
-    python tools/reproduce_fmuc_sampled.py --seeds 1 2 3 --write docs/fmuc_sampled.md
+    python tools/reproduce_fmuc_sampled.py --seeds 1 2 3 --epochs 50 --write docs/fmuc.md
 
 The runs of tools/reproduce_fmuc.py (recipes/fmuc/instruments/{fixmatch,fmuc,supervised}.yaml
 for Table II over ``--seeds``, every Table I variant for ``--table1-seeds``) on the notes of
@@ -23,6 +23,8 @@ from pathlib import Path
 import reproduce_fmuc as fmuc
 
 from sedkit_plugins.classification_data import sampled_instruments
+
+SAMPLED_TABLES = "tables: sampled instruments"  # their block in docs/fmuc.md
 
 
 def prepare_data(data: Path, preset: str, seed: int, fetch: bool) -> float:
@@ -80,7 +82,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     table2 = fmuc.table2_markdown(results.accuracies, ["instruments"])
     print(table1 + "\n" + table2)
     if args.write:
-        fmuc.write_tables(Path(args.write), command_line(args), table1, table2)
+        fmuc.write_tables(Path(args.write), command_line(args), table1, table2, SAMPLED_TABLES)
 
 
 if __name__ == "__main__":
