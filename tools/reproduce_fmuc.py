@@ -361,7 +361,7 @@ def write_tables(path: Path, command: str, table1: str, table2: str, name: str =
     _, _, tail = rest.partition(end)
     if not found:
         head = text.rstrip() + "\n\n"
-    path.write_text(f"{head}{start}\n{block}{end}{tail}")
+    path.write_text(f"{head}{start}\n{block}{end}{tail or chr(10)}")
 
 
 if __name__ == "__main__":
