@@ -22,6 +22,7 @@ import ctypes
 import ctypes.util
 import os
 import shutil
+import struct
 import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -217,6 +218,12 @@ def load_fluidsynth(fetch_command: str) -> ctypes.CDLL:
         # every fetched library globally, retrying those whose own dependencies are not yet
         # loaded, satisfies libfluidsynth without LD_LIBRARY_PATH.
         pending = sorted(p for p in libdir.glob("*.so.*") if p.name.count(".") <= 3)
+        for path in pending:
+            if _elf_cut_short(path):  # dlopen would die of SIGBUS, past any except clause
+                raise UserError(
+                    f"{path}: truncated shared library; unpack the renderer again: rm "
+                    f"{cache_dir() / 'unpacked'}/lib*, then {fetch_command}"
+                )
         while pending:
             failed = []
             for path in pending:
@@ -236,6 +243,26 @@ def load_fluidsynth(fetch_command: str) -> ctypes.CDLL:
     _declare(lib)
     _FLUIDSYNTH = lib
     return lib
+
+
+def _elf_cut_short(path: Path) -> bool:
+    """Whether a 64-bit little-endian ELF file ends before the segments or the section table
+    its header places (a truncated copy); False for anything else, left to the loader."""
+    with open(path, "rb") as handle:
+        head = handle.read(64)
+        if len(head) < 64 or head[:6] != b"\x7fELF\x02\x01":
+            return len(head) < 64 and head.startswith(b"\x7fELF"[: len(head)])
+        phoff, shoff = struct.unpack_from("<QQ", head, 32)
+        phentsize, phnum, shentsize, shnum = struct.unpack_from("<HHHH", head, 54)
+        size = os.fstat(handle.fileno()).st_size
+        ends = [shoff + shnum * shentsize, phoff + phnum * phentsize]
+        handle.seek(phoff)
+        table = handle.read(phnum * phentsize)
+    for k in range(len(table) // max(phentsize, 1)):
+        p_type, _, offset, _, _, filesz = struct.unpack_from("<IIQQQQ", table, k * phentsize)
+        if p_type == 1:  # PT_LOAD: mapped from the file
+            ends.append(offset + filesz)
+    return max(ends) > size
 
 
 def _declare(lib: ctypes.CDLL) -> None:

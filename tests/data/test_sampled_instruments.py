@@ -252,3 +252,24 @@ def test_fetch_of_fetched_packages_needs_no_apt(
     said: list[str] = []
     assert debian_sounds.fetch(packages, say=said.append) == tmp_path
     assert "already in" in said[0]
+
+
+def test_truncated_fetched_renderer_is_one_line_not_a_crash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import _ctypes  # any ELF shared object of this Python
+
+    whole = Path(_ctypes.__file__).read_bytes()
+    if not whole.startswith(b"\x7fELF\x02\x01"):
+        pytest.skip("not a 64-bit little-endian ELF platform")
+    libdir = tmp_path / "root/usr/lib/x86_64-linux-gnu"
+    libdir.mkdir(parents=True)
+    (libdir / "libfluidsynth.so.3").write_bytes(whole)
+    assert not debian_sounds._elf_cut_short(libdir / "libfluidsynth.so.3")
+    # dlopen of a truncated library dies of SIGBUS, which no except clause catches.
+    (libdir / "libfluidsynth.so.3").write_bytes(whole[: len(whole) // 2])
+    monkeypatch.setenv("SEDKIT_SOUNDS_DIR", str(tmp_path))
+    monkeypatch.setattr(debian_sounds, "_FLUIDSYNTH", None)
+    monkeypatch.setattr(debian_sounds.ctypes.util, "find_library", lambda name: None)
+    with pytest.raises(debian_sounds.UserError, match="so.3: truncated shared library; unpack"):
+        debian_sounds.load_fluidsynth("CMD")
