@@ -28,8 +28,9 @@ instrument with its family, package and license.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,7 @@ from sedkit.data.synthesis import (
     write_lines,
     write_table,
 )
+from sedkit.errors import InputFileError
 from sedkit_plugins.classification_data.classes import INSTRUMENT_FAMILIES
 from sedkit_plugins.classification_data.soundfont import (
     FluidRenderer,
@@ -188,20 +190,30 @@ def _source_path(name: str) -> Path:
     return debian_sounds.package_file(s.package, s.path, FETCH_COMMAND)
 
 
+@contextlib.contextmanager
+def _reading(name: str) -> Iterator[None]:
+    """A sample-set file that cannot be read (truncated, corrupt) is a damaged copy of its
+    package: one line naming the file and how to replace it."""
+    try:
+        yield
+    except InputFileError as error:
+        why = str(error).removeprefix(f"{error.path}: ")
+        raise debian_sounds.damaged(SOURCES[name].package, error.path, why, FETCH_COMMAND) from None
+
+
 def _read_programs(name: str, config: SampledInstrumentConfig) -> tuple[list[Program], list]:
     """The family programs of a sample set and the ones left out, with why."""
     path = _source_path(name)
     kept, dropped = [], []
     if SOURCES[name].kind == "sf2":
-        listed = [
-            (p.program, p.name, p.samples, p.pitch_range())
-            for p in read_sf2_presets(path)
-            if p.bank == 0
-        ]
+        with _reading(name):
+            presets = read_sf2_presets(path)
+        listed = [(p.program, p.name, p.samples, p.pitch_range()) for p in presets if p.bank == 0]
     else:
         listed = []
         for pat in sorted(path.glob("[0-9][0-9][0-9]_*.pat")):
-            samples = read_gus_patch(pat)
+            with _reading(name):
+                samples = read_gus_patch(pat)
             roots = [69 + 12 * np.log2(s.root_hz / 440.0) for s in samples]
             low, high = max(21, round(min(roots)) - 12), min(108, round(max(roots)) + 12)
             digest = {hashlib.sha1(x.data.tobytes()).hexdigest()[:16] for x in samples}
@@ -283,10 +295,12 @@ def _render_job(job: tuple) -> list[str]:
     source, path, program, notes, n, held, sr, fetch_command = job
     written = []
     if SOURCES[source].kind == "sf2":
-        renderer = _fluid_renderer(path, sr, fetch_command)
+        with _reading(source):
+            renderer = _fluid_renderer(path, sr, fetch_command)
         render = lambda pitch, vel: renderer.note(0, program, pitch, vel, n, held)  # noqa: E731
     else:
-        patch = read_gus_patch(path)
+        with _reading(source):
+            patch = read_gus_patch(path)
         render = lambda pitch, vel: render_gus_note(patch, pitch, vel, n, held, sr)  # noqa: E731
     for filename, pitch, velocity in notes:
         x = np.asarray(render(pitch, velocity), np.float64)

@@ -120,6 +120,15 @@ def read_sf2_presets(path: str | Path) -> list[SF2Preset]:
     data = path.read_bytes()
     if data[:4] != b"RIFF" or data[8:12] != b"sfbk":
         raise InputFileError(path, "not a SoundFont 2 file (no RIFF sfbk header)")
+    try:
+        return _read_presets(path, data)
+    except (struct.error, IndexError, KeyError):
+        # A chunk or record reaching past the end, or an index past its table.
+        why = "truncated or corrupt SoundFont 2 file (its preset tables are cut short)"
+        raise InputFileError(path, why) from None
+
+
+def _read_presets(path: Path, data: bytes) -> list[SF2Preset]:
     top = _chunks(data, 12, len(data))
     if "pdta" not in top or "sdta" not in top:
         raise InputFileError(path, "SoundFont 2 file without sdta or pdta list")
@@ -256,9 +265,13 @@ def read_gus_patch(path: str | Path) -> list[GusSample]:
     data = path.read_bytes()
     if not data.startswith(b"GF1PATCH1"):
         raise InputFileError(path, "not a GUS patch (no GF1PATCH header)")
+    if len(data) < 239:
+        raise InputFileError(path, "truncated GUS patch (no sample header)")
     n_samples = data[198]  # the one layer's sample count (header 129 + instrument 63 + 6)
     pos, samples = 239, []
     for _ in range(n_samples):
+        if pos + 96 > len(data):
+            raise InputFileError(path, "truncated GUS patch (a sample header ends past the file)")
         length, loop_start, loop_end, rate, low, high, root = struct.unpack_from(
             "<IIIHIII", data, pos + 8
         )
@@ -267,6 +280,8 @@ def read_gus_patch(path: str | Path) -> list[GusSample]:
         raw = data[pos : pos + length]
         pos += length
         wide = bool(modes & 1)
+        if len(raw) < length or wide and length % 2:
+            raise InputFileError(path, "truncated GUS patch (a sample ends past the file)")
         dtype = ("<u2" if modes & 2 else "<i2") if wide else ("u1" if modes & 2 else "i1")
         x = np.frombuffer(raw, dtype).astype(np.float64)
         if modes & 2:  # unsigned

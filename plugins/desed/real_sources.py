@@ -323,6 +323,8 @@ class ExcerptJob:
     #: Backgrounds and stationary classes loop the recording to the length they need.
     loop: bool
     background: bool
+    #: The Debian package of ``recording`` (named when the file cannot be read).
+    package: str = ""
 
 
 def _lowpass(f: np.ndarray) -> np.ndarray:
@@ -369,7 +371,7 @@ def _loop(x: np.ndarray, n: int, sr: int) -> np.ndarray:
 def _excerpt(job: ExcerptJob) -> np.ndarray:
     from sedkit_plugins.desed.sources import _long_length
 
-    x, rate = sf.read(job.recording, always_2d=True, dtype="float64")
+    x, rate = _decode(sf.read, job.recording, job.package, always_2d=True, dtype="float64")
     x = _trim(_resample(x.mean(axis=1), rate, job.sr), job.sr)
     rng = seeded_rng(job.seed, *job.words)
     n_max = int(job.max_duration_s * job.sr)
@@ -380,6 +382,16 @@ def _excerpt(job: ExcerptJob) -> np.ndarray:
         start = int(rng.integers(len(x) - n_max + 1))
         x = x[start : start + n_max]
     return x
+
+
+def _decode(call: Callable[..., Any], path: str | Path, package: str, **kwargs: Any) -> Any:
+    """``call(path, **kwargs)`` (``sf.read``, ``sf.info``), or, when the file cannot be decoded
+    (a truncated or corrupt copy), a UserError naming it and how to replace it."""
+    try:
+        return call(str(path), **kwargs)
+    except sf.SoundFileError as error:
+        why = str(error).rsplit(": ", 1)[-1].rstrip(".")
+        raise debian_sounds.damaged(package, path, why, FETCH_COMMAND) from None
 
 
 def make_source(job: Any) -> float:
@@ -431,7 +443,7 @@ class RealSounds:
         left_out: list[dict[str, str]] = []
         for r in MANIFEST:
             for path in _glob(r):
-                if sf.info(str(path)).samplerate < MIN_SAMPLE_RATE:
+                if _decode(sf.info, path, r.package).samplerate < MIN_SAMPLE_RATE:
                     left_out.append({"file": str(path.name), "why": "below 16 kHz"})
                 else:
                     files.setdefault(r.recording, []).append(str(path))
@@ -450,6 +462,7 @@ class RealSounds:
         backgrounds replaced by excerpts of the recordings of their pool's group."""
         from sedkit_plugins.desed.config import LONG_CLASSES
 
+        package = {f: r.package for r in MANIFEST for f in self.files.get(r.recording, [])}
         out = []
         for job in jobs:
             pool, role = job.path.parents[2].name, job.path.parent.parent.name
@@ -463,7 +476,8 @@ class RealSounds:
             recording = pool_files[job.words[-1] % len(pool_files)]
             loop = background or job.label in LONG_CLASSES
             fields = (job.path, job.label, recording, job.words, job.seed, job.sr)
-            out.append(ExcerptJob(*fields, job.max_duration_s, loop, background))
+            extra = (job.max_duration_s, loop, background, package[recording])
+            out.append(ExcerptJob(*fields, *extra))
         return out
 
     def extend_card(self, card: dict[str, Any]) -> None:

@@ -22,6 +22,7 @@ import ctypes
 import ctypes.util
 import os
 import shutil
+import struct
 import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ __all__ = [
     "MissingSoundsError",
     "SoundPackage",
     "cache_dir",
+    "damaged",
     "fetch",
     "load_fluidsynth",
     "package_file",
@@ -91,11 +93,33 @@ class MissingSoundsError(UserError):
     """A Debian sound package (or the renderer) is neither installed nor fetched."""
 
     def __init__(self, package: str, command: str):
-        super().__init__(
-            f"Debian package {package!r} is not fetched (looked in / and {cache_dir()}); "
-            f"fetch it with: {command}"
-        )
+        mark = cache_dir() / "unpacked" / package
+        if mark.exists():  # unpacked once, files deleted since: --fetch alone would skip it
+            message = (
+                f"Debian package {package!r} is incomplete in {cache_dir()} (files deleted "
+                f"since it was unpacked); unpack it again: rm {mark}, then {command}"
+            )
+        else:
+            message = (
+                f"Debian package {package!r} is not fetched (looked in / and {cache_dir()}); "
+                f"fetch it with: {command}"
+            )
+        super().__init__(message)
         self.package = package
+
+
+def damaged(package: str, path: str | Path, why: str, fetch_command: str) -> UserError:
+    """The error for a file of ``package`` that cannot be read (a truncated or corrupt copy):
+    one line naming the file and how to replace it (a fetched copy is unpacked again only
+    once its mark in ``unpacked/`` is gone)."""
+    path = Path(path)
+    cache = cache_dir()
+    if path.is_relative_to(cache / "root"):
+        fix = f"unpack it again: rm {cache / 'unpacked' / package}, then {fetch_command}"
+    else:
+        fix = f"reinstall it: apt-get install --reinstall {package}"
+    # A plain UserError (message only): it may be raised in a worker process and unpickled.
+    return UserError(f"{path}: {why}; this copy of Debian package {package!r} is damaged, {fix}")
 
 
 def cache_dir() -> Path:
@@ -140,14 +164,20 @@ def fetch(packages: Sequence[str], *, renderer: bool = True, say: Callable[[str]
     Packages already unpacked there are skipped, so a second call costs nothing.
     """
     cache = cache_dir()
-    debs, root = cache / "debs", cache / "root"
-    debs.mkdir(parents=True, exist_ok=True)
-    root.mkdir(parents=True, exist_ok=True)
+    debs, root, done_marks = cache / "debs", cache / "root", cache / "unpacked"
+    try:
+        for folder in (debs, root, done_marks):
+            folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(
+            f"sounds cache {cache} (SEDKIT_SOUNDS_DIR or ~/.cache/sedkit/debian_sounds) is not "
+            f"a writable folder: {error.strerror}"
+        ) from None
     wanted = list(packages)
-    if renderer and ctypes.util.find_library("fluidsynth") is None:
+    # The renderer's runtime was fetched with it: apt-get is not asked again (nor needed).
+    fetched = (done_marks / FLUIDSYNTH_PACKAGE).exists()
+    if renderer and ctypes.util.find_library("fluidsynth") is None and not fetched:
         wanted += [p for p in _missing_runtime(FLUIDSYNTH_PACKAGE) if p not in wanted]
-    done_marks = cache / "unpacked"
-    done_marks.mkdir(exist_ok=True)
     todo = [p for p in wanted if not (done_marks / p).exists()]
     if not todo:
         say(f"debian sounds: {', '.join(wanted)} already in {cache}")
@@ -158,7 +188,12 @@ def fetch(packages: Sequence[str], *, renderer: bool = True, say: Callable[[str]
         found = sorted(debs.glob(f"{package}_*.deb"))
         if not found:
             raise UserError(f"apt-get download left no {package}_*.deb in {debs}")
-        _run(["dpkg-deb", "-x", str(found[-1]), str(root)])
+        try:
+            _run(["dpkg-deb", "-x", str(found[-1]), str(root)])
+        except UserError as error:
+            # A truncated or corrupt download: without it, the next fetch downloads it anew.
+            found[-1].unlink(missing_ok=True)
+            raise UserError(f"{error}; removed {found[-1].name}, fetch again") from None
         (done_marks / package).write_text(found[-1].name + "\n", encoding="utf-8")
     say(f"debian sounds: unpacked {len(todo)} packages into {root}")
     return cache
@@ -183,6 +218,12 @@ def load_fluidsynth(fetch_command: str) -> ctypes.CDLL:
         # every fetched library globally, retrying those whose own dependencies are not yet
         # loaded, satisfies libfluidsynth without LD_LIBRARY_PATH.
         pending = sorted(p for p in libdir.glob("*.so.*") if p.name.count(".") <= 3)
+        for path in pending:
+            if _elf_cut_short(path):  # dlopen would die of SIGBUS, past any except clause
+                raise UserError(
+                    f"{path}: truncated shared library; unpack the renderer again: rm "
+                    f"{cache_dir() / 'unpacked'}/lib*, then {fetch_command}"
+                )
         while pending:
             failed = []
             for path in pending:
@@ -197,10 +238,31 @@ def load_fluidsynth(fetch_command: str) -> ctypes.CDLL:
     try:
         lib = ctypes.CDLL(name)
     except OSError as error:
-        raise UserError(f"cannot load {name}: {error}; fetch again with: {fetch_command}") from None
+        why = f"cannot be loaded ({str(error).rsplit(': ', 1)[-1]})"
+        raise damaged(FLUIDSYNTH_PACKAGE, name, why, fetch_command) from None
     _declare(lib)
     _FLUIDSYNTH = lib
     return lib
+
+
+def _elf_cut_short(path: Path) -> bool:
+    """Whether a 64-bit little-endian ELF file ends before the segments or the section table
+    its header places (a truncated copy); False for anything else, left to the loader."""
+    with open(path, "rb") as handle:
+        head = handle.read(64)
+        if len(head) < 64 or head[:6] != b"\x7fELF\x02\x01":
+            return len(head) < 64 and head.startswith(b"\x7fELF"[: len(head)])
+        phoff, shoff = struct.unpack_from("<QQ", head, 32)
+        phentsize, phnum, shentsize, shnum = struct.unpack_from("<HHHH", head, 54)
+        size = os.fstat(handle.fileno()).st_size
+        ends = [shoff + shnum * shentsize, phoff + phnum * phentsize]
+        handle.seek(phoff)
+        table = handle.read(phnum * phentsize)
+    for k in range(len(table) // max(phentsize, 1)):
+        p_type, _, offset, _, _, filesz = struct.unpack_from("<IIQQQQ", table, k * phentsize)
+        if p_type == 1:  # PT_LOAD: mapped from the file
+            ends.append(offset + filesz)
+    return max(ends) > size
 
 
 def _declare(lib: ctypes.CDLL) -> None:

@@ -181,7 +181,10 @@ def staged_output(out_dir: Path) -> Iterator[Path]:
         raise UserError(f"{out_dir}: output folder exists and is not empty; choose another one")
     staging = out_dir.parent / f".{out_dir.name}.partial"
     shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    try:
+        staging.mkdir(parents=True)
+    except OSError as error:  # a read-only folder or file system (root passes os.access)
+        raise UserError(f"{out_dir}: cannot be written ({error.strerror})") from None
     try:
         yield staging
         if out_dir.exists():

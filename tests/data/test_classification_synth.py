@@ -221,3 +221,8 @@ def test_staged_output_leaves_nothing_behind_on_failure(tmp_path: Path) -> None:
     with staged_output(out) as staging:
         (staging / "done.txt").write_text("ok")
     assert (out / "done.txt").read_text() == "ok" and sorted(tmp_path.iterdir()) == [out]
+    # Nowhere to write (a file where a folder should be; as a read-only folder): one line.
+    (tmp_path / "file").write_text("user data")
+    with pytest.raises(UserError, match="file/bench: cannot be written"):
+        staged_output(tmp_path / "file/bench").__enter__()
+    assert (tmp_path / "file").read_text() == "user data"

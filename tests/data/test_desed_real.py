@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -169,3 +171,58 @@ def test_debian_recordings_split_by_recording(monkeypatch: pytest.MonkeyPatch) -
         assert not set(groups["train"]) & (set(groups["validation"]) | set(groups["eval"]))
         ids = {r.recording for r in rows if r.label == label} & set(sounds.files)
         assert set(sum(groups.values(), [])) == ids
+
+
+def test_damaged_recording_is_one_line_naming_file_and_package(
+    fake_sounds: Path, capsys: pytest.CaptureFixture
+) -> None:
+    # A truncated download: the header survives, the audio does not.
+    damaged = fake_sounds / "cache/root/fake/dog_b.wav"
+    damaged.write_bytes(b"RIFF\x00\x10\x00\x00WAVEfmt junk")
+    out = fake_sounds / "out"
+    assert main(["synth", "desed", str(out), "--source", "real", "--preset", "tiny"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(damaged) in err[0] and "'fake-package' is damaged" in err[0]
+    assert "unpacked/fake-package" in err[0] and not out.exists()
+    # A file that sf.info accepts but that cannot be decoded is caught when it is read.
+    job = dr.ExcerptJob(out / "x.wav", "Dog", str(damaged), (0,), 0, SR, 1.0, False, False, "p")
+    with pytest.raises(debian_sounds.UserError, match="'p' is damaged"):
+        dr.make_source(job)
+
+
+def test_fetch_into_a_file_or_from_a_truncated_deb_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SEDKIT_SOUNDS_DIR", str(tmp_path / "file"))
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(debian_sounds.UserError, match="file .*not a writable folder"):
+        debian_sounds.fetch(["scratch"], renderer=False, say=print)
+    if shutil.which("dpkg-deb") is None:
+        pytest.skip("dpkg-deb is not installed")
+    # apt-get "downloads" nothing new (a stub), and the .deb left by an earlier try is cut short.
+    stub = tmp_path / "bin/apt-get"
+    stub.parent.mkdir()
+    stub.write_text("#!/bin/sh\nexit 0\n")
+    stub.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{stub.parent}:{os.environ['PATH']}")
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("SEDKIT_SOUNDS_DIR", str(cache))
+    (cache / "debs").mkdir(parents=True)
+    deb = cache / "debs/scratch_1.0_all.deb"
+    deb.write_bytes(b"!<arch>\ndebian-binary   0           0     0     100644  4         `\n2.0\n")
+    with pytest.raises(debian_sounds.UserError, match="dpkg-deb.*removed scratch_1.0_all.deb"):
+        debian_sounds.fetch(["scratch"], renderer=False, say=print)
+    assert not deb.exists() and not (cache / "unpacked/scratch").exists()
+
+
+def test_a_package_unpacked_then_deleted_says_how_to_unpack_it_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SEDKIT_SOUNDS_DIR", str(tmp_path))
+    with pytest.raises(debian_sounds.UserError, match="'scratch' is not fetched"):
+        debian_sounds.package_file("scratch", "no/such/sedkit/file.wav", "CMD")
+    (tmp_path / "unpacked").mkdir()
+    (tmp_path / "unpacked/scratch").write_text("scratch_1.0_all.deb\n")  # --fetch would skip it
+    again = "incomplete.*rm .*unpacked/scratch, then CMD"
+    with pytest.raises(debian_sounds.UserError, match=again):
+        debian_sounds.package_file("scratch", "no/such/sedkit/file.wav", "CMD")

@@ -212,3 +212,64 @@ def test_real_build_notes_from_workers_match_notes_rendered_in_process(
     card = json.loads((tmp_path / "a/dataset_card.json").read_text())
     assert set(card["clips_per_class"]["test"]) == set(si.INSTRUMENT_FAMILIES)
     assert all(n > 0 for s in ("train", "test") for n in card["clips_per_class"][s].values())
+
+
+def test_truncated_sample_sets_are_one_line_naming_file_and_package(
+    fake_sets: Path, capsys: pytest.CaptureFixture
+) -> None:
+    write_sf2(fake_sets / "t.sf2", [(0, "A", _tone(440.0), 69, SR)])
+    data = (fake_sets / "t.sf2").read_bytes()
+    for cut in (len(data) - 30, len(data) // 2):  # inside the preset tables, inside the samples
+        (fake_sets / "cut.sf2").write_bytes(data[:cut])
+        with pytest.raises(si.InputFileError, match="cut.sf2: (truncated|SoundFont 2 file w)"):
+            read_sf2_presets(fake_sets / "cut.sf2")
+    patch = fake_sets / "cache/root/fake/testB/042_P42.pat"
+    data = patch.read_bytes()
+    for cut in (len(data) - 11, 300, 100):  # in the audio, in a sample header, in the header
+        patch.write_bytes(data[:cut])
+        with pytest.raises(si.InputFileError, match="042_P42.pat: truncated GUS patch"):
+            read_gus_patch(patch)
+    out = fake_sets / "out"
+    assert main(["synth", "instruments", str(out), "--source", "sampled", "--preset", "tiny"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(patch) in err[0] and "'freepats' is damaged" in err[0]
+    assert "unpacked/freepats" in err[0] and not out.exists()
+
+
+def test_fetch_of_fetched_packages_needs_no_apt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SEDKIT_SOUNDS_DIR", str(tmp_path))
+    monkeypatch.setenv("PATH", str(tmp_path / "no-apt-here"))
+    monkeypatch.setattr(debian_sounds.ctypes.util, "find_library", lambda name: None)
+    packages = [s.package for s in si.SOURCES.values()]
+    (tmp_path / "unpacked").mkdir()
+    for package in packages:
+        (tmp_path / "unpacked" / package).write_text(f"{package}_1_all.deb\n")
+    with pytest.raises(debian_sounds.UserError, match="apt-get not found"):
+        debian_sounds.fetch(packages, say=print)  # the renderer's runtime is still to fetch
+    (tmp_path / "unpacked" / debian_sounds.FLUIDSYNTH_PACKAGE).write_text("x\n")
+    said: list[str] = []
+    assert debian_sounds.fetch(packages, say=said.append) == tmp_path
+    assert "already in" in said[0]
+
+
+def test_truncated_fetched_renderer_is_one_line_not_a_crash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import _ctypes  # any ELF shared object of this Python
+
+    whole = Path(_ctypes.__file__).read_bytes()
+    if not whole.startswith(b"\x7fELF\x02\x01"):
+        pytest.skip("not a 64-bit little-endian ELF platform")
+    libdir = tmp_path / "root/usr/lib/x86_64-linux-gnu"
+    libdir.mkdir(parents=True)
+    (libdir / "libfluidsynth.so.3").write_bytes(whole)
+    assert not debian_sounds._elf_cut_short(libdir / "libfluidsynth.so.3")
+    # dlopen of a truncated library dies of SIGBUS, which no except clause catches.
+    (libdir / "libfluidsynth.so.3").write_bytes(whole[: len(whole) // 2])
+    monkeypatch.setenv("SEDKIT_SOUNDS_DIR", str(tmp_path))
+    monkeypatch.setattr(debian_sounds, "_FLUIDSYNTH", None)
+    monkeypatch.setattr(debian_sounds.ctypes.util, "find_library", lambda name: None)
+    with pytest.raises(debian_sounds.UserError, match="so.3: truncated shared library; unpack"):
+        debian_sounds.load_fluidsynth("CMD")
